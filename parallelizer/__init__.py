@@ -1,0 +1,28 @@
+"""parallelizer: the same SPMD code serially, on local processes, or under MPI.
+
+Functions take ``parallelizer=None`` and call ``Parallelizer.lookup`` on it,
+so they run serially by default, in parallel under ``mpiexec``, and with
+whatever parallelizer a caller passes. See ``README.md`` for a tour.
+"""
+
+from ._version import __version__
+from .base import Parallelizer
+from .errors import (
+    CollectiveMismatchError,
+    ParallelizerError,
+    RemoteError,
+    SerializationError,
+    WorkerTerminatedError,
+)
+from .serial import SerialNonParallelizer
+
+__all__ = [
+    "__version__",
+    "Parallelizer",
+    "SerialNonParallelizer",
+    "ParallelizerError",
+    "RemoteError",
+    "WorkerTerminatedError",
+    "SerializationError",
+    "CollectiveMismatchError",
+]

@@ -1,0 +1,90 @@
+"""Every environment variable parallelizer reads, read here and nowhere else.
+
+Ours share the ``PARALLELIZER`` prefix:
+
+``PARALLELIZER``
+    The backend ``Parallelizer.lookup(None)`` builds when no ``with`` block is
+    active: a registered name, optionally with a process count
+    (``multiprocessing:4``).
+``PARALLELIZER_DEBUG``
+    ``1``/``true``/``yes``/``on`` turns on collective-mismatch detection.
+``PARALLELIZER_START_METHOD``
+    Default start method of the multiprocessing backend.
+
+The others belong to MPI launchers and tell whether this process was started
+by ``mpiexec``/``srun`` and with how many ranks.
+"""
+
+from __future__ import annotations
+
+import os
+
+BACKEND_VAR = "PARALLELIZER"
+DEBUG_VAR = "PARALLELIZER_DEBUG"
+START_METHOD_VAR = "PARALLELIZER_START_METHOD"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+# (variable holding the world size, variable that must also be set or None).
+# Hydra (MPICH, Intel MPI, MVAPICH) sets PMI_SIZE; Open MPI sets
+# OMPI_COMM_WORLD_SIZE; MVAPICH2 also sets MV2_COMM_WORLD_SIZE. Slurm's srun
+# sets SLURM_NTASKS for every step, but so does the batch shell, so it only
+# counts together with a PMI rank variable that srun sets for each task.
+_LAUNCHER_SIZE_VARS: tuple[tuple[str, str | None], ...] = (
+    ("PMI_SIZE", None),
+    ("OMPI_COMM_WORLD_SIZE", None),
+    ("MV2_COMM_WORLD_SIZE", None),
+    ("PMIX_SIZE", None),
+    ("SLURM_NTASKS", "PMI_RANK"),
+    ("SLURM_NTASKS", "PMIX_RANK"),
+)
+
+
+def backend_spec() -> str | None:
+    """The value of ``PARALLELIZER``, stripped; ``None`` when unset or empty."""
+    value = os.environ.get(BACKEND_VAR, "").strip()
+    return value or None
+
+
+def debug_enabled() -> bool:
+    """Whether ``PARALLELIZER_DEBUG`` asks for collective-mismatch detection.
+
+    Raises:
+        ValueError: The variable holds something other than a yes/no word.
+    """
+    value = os.environ.get(DEBUG_VAR, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{DEBUG_VAR} must be one of 1/0, true/false, yes/no, on/off; got {value!r}")
+
+
+def start_method() -> str | None:
+    """The value of ``PARALLELIZER_START_METHOD``, or ``None`` when unset."""
+    value = os.environ.get(START_METHOD_VAR, "").strip()
+    return value or None
+
+
+def launcher_world_size() -> tuple[int, str] | None:
+    """The world size an MPI launcher announced, with the variable that said so.
+
+    Returns:
+        ``(size, variable_name)``, or ``None`` when no launcher variable is set.
+    """
+    for size_var, companion in _LAUNCHER_SIZE_VARS:
+        raw = os.environ.get(size_var)
+        if raw is None or (companion is not None and companion not in os.environ):
+            continue
+        try:
+            return int(raw.strip()), size_var
+        except ValueError:
+            continue
+    return None
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher started this process with more than one rank."""
+    found = launcher_world_size()
+    return found is not None and found[0] > 1

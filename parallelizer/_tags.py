@@ -1,0 +1,24 @@
+"""Message spaces and the tags of the collectives' internal messages."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Space(enum.IntEnum):
+    """Message spaces, so user messages never match collective traffic."""
+
+    USER = 0
+    COLL = 1
+
+
+class CollTag(enum.IntEnum):
+    """Tags of the collectives' internal messages (in ``Space.COLL``)."""
+
+    BCAST = 1
+    SCATTER = 2
+    GATHER = 3
+    BARRIER = 4
+    MAP_TASK = 5
+    MAP_RESULT = 6
+    COMMAND = 7

@@ -1,0 +1,432 @@
+"""The abstract :class:`Parallelizer`: the contract every backend fulfils.
+
+A backend provides only the transport:
+
+* ``id`` and ``nprocs``;
+* ``_send(obj, dest, tag, space)`` / ``_recv(source, tag, space)`` /
+  ``_recv_any(tag, space, block)``: moving one object between two processes
+  in a message space (``Space.USER`` for ``send``/``recv``, ``Space.COLL``
+  for the collectives' own traffic, so the two never match each other);
+* optionally ``_start``/``_stop`` (lifecycle) and ``_run`` (how ``run``
+  executes ``func`` on every process).
+
+Everything else is written here once: argument checks, the collectives
+(as simple linear algorithms over the transport, with the meaning taken from
+:mod:`parallelizer.semantics`), ``map`` (in :mod:`parallelizer._map`) and
+``print``. A backend with faster native collectives overrides the matching
+``_bcast``/``_scatter``/``_gather_list``/``_gather``/``_allgather``/
+``_reduce``/``_allreduce``/``_barrier`` primitive; the public methods and
+their checks stay the same.
+"""
+
+from __future__ import annotations
+
+import abc
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from . import _context, _map, semantics
+from ._tags import CollTag, Space
+
+__all__ = ["Parallelizer", "Space", "CollTag"]
+
+_WHERE = ("main", "workers", "all")
+
+
+class Parallelizer(abc.ABC):
+    """A group of processes running the same code (SPMD); process 0 is main.
+
+    Collectives (``broadcast``, ``scatter``, ``gather``, ``allgather``,
+    ``reduce``, ``allreduce``, ``barrier``, ``map``) must be called by every
+    process of the group in the same order.
+
+    Example:
+        >>> import numpy as np
+        >>> from parallelizer import SerialNonParallelizer
+        >>> def run_job(parallelizer=None):
+        ...     data = np.arange(1000) if parallelizer.on_main else None
+        ...     block = parallelizer.scatter(data)
+        ...     return parallelizer.gather(len(block))
+        >>> SerialNonParallelizer().run(run_job)
+        [1000]
+    """
+
+    def __init__(self) -> None:
+        self._nesting = 0
+
+    # ------------------------------------------------------------------
+    # identity
+
+    @property
+    @abc.abstractmethod
+    def id(self) -> int:
+        """This process's rank, ``0 .. nprocs - 1``."""
+
+    @property
+    @abc.abstractmethod
+    def nprocs(self) -> int:
+        """The number of processes in the group."""
+
+    @property
+    def on_main(self) -> bool:
+        """True on the main process (rank 0)."""
+        return self.id == 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id}, nprocs={self.nprocs})"
+
+    # ------------------------------------------------------------------
+    # lifecycle
+
+    @property
+    def started(self) -> bool:
+        """True between the outermost ``__enter__`` and its ``__exit__``."""
+        return self._nesting > 0
+
+    def __enter__(self) -> Parallelizer:
+        if self._nesting == 0:
+            self._start()
+        self._nesting += 1
+        _context.push(self)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        _context.pop(self)
+        self._nesting -= 1
+        if self._nesting == 0:
+            self._stop(exc)
+
+    def _start(self) -> None:
+        """Starts what the backend needs (worker processes, ...)."""
+
+    def _stop(self, exc: BaseException | None) -> None:
+        """Stops and cleans up; ``exc`` is what the ``with`` block raised."""
+
+    def run(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``func(*args, parallelizer=self, **kwargs)`` on every process.
+
+        Starts and stops the group when not already inside ``with self:``.
+
+        Args:
+            func: Any callable; it receives this parallelizer as the keyword
+                argument ``parallelizer``.
+            *args: Positional arguments for ``func``.
+            **kwargs: Keyword arguments for ``func``.
+
+        Returns:
+            The calling process's result (for multiprocessing: main's).
+
+        Raises:
+            TypeError: ``func`` is not callable, or ``kwargs`` already holds
+                ``parallelizer``.
+            RemoteError: ``func`` raised on another process.
+            WorkerTerminatedError: Another process died.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().run(lambda x, parallelizer: x + parallelizer.nprocs, 41)
+            42
+        """
+        semantics.check_callable(func, "func")
+        if "parallelizer" in kwargs:
+            raise TypeError("run() passes parallelizer= to func itself; remove it from the keyword arguments")
+        with self:
+            return self._run(func, args, kwargs)
+
+    def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Executes ``func`` on every process; by default, just here."""
+        return func(*args, parallelizer=self, **kwargs)
+
+    # ------------------------------------------------------------------
+    # transport: what a backend implements
+
+    @abc.abstractmethod
+    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        """Sends ``obj`` to ``dest``; small messages must not wait for the receiver."""
+
+    @abc.abstractmethod
+    def _recv(self, source: int, tag: int, space: Space) -> Any:
+        """Receives the next object ``source`` sent with ``tag`` in ``space``."""
+
+    @abc.abstractmethod
+    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
+        """Receives the next object any process sent with ``tag`` in ``space``.
+
+        Returns:
+            ``(source, obj)``; ``None`` if ``block`` is False and nothing has arrived.
+        """
+
+    # ------------------------------------------------------------------
+    # collective primitives: linear algorithms over the transport
+
+    def _others(self, root: int) -> range | list[int]:
+        return [rank for rank in range(self.nprocs) if rank != root]
+
+    def _bcast(self, obj: Any, root: int) -> Any:
+        if self.id == root:
+            for rank in self._others(root):
+                self._send(obj, rank, CollTag.BCAST, Space.COLL)
+            return obj
+        return self._recv(root, CollTag.BCAST, Space.COLL)
+
+    def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
+        if self.id == root:
+            assert bounds is not None
+            for rank in self._others(root):
+                self._send(semantics.take_block(data, *bounds[rank]), rank, CollTag.SCATTER, Space.COLL)
+            return semantics.own_block(data, *bounds[root])
+        return self._recv(root, CollTag.SCATTER, Space.COLL)
+
+    def _gather_list(self, obj: Any, root: int) -> list[Any] | None:
+        if self.id != root:
+            self._send(obj, root, CollTag.GATHER, Space.COLL)
+            return None
+        return [obj if rank == root else self._recv(rank, CollTag.GATHER, Space.COLL) for rank in range(self.nprocs)]
+
+    def _gather(self, obj: Any, root: int) -> Any:
+        parts = self._gather_list(obj, root)
+        return None if parts is None else semantics.join_gathered(parts)
+
+    def _allgather(self, obj: Any) -> Any:
+        return self._bcast(self._gather(obj, 0), 0)
+
+    def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
+        parts = self._gather_list(obj, root)
+        return None if parts is None else semantics.fold(parts, func)
+
+    def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
+        return self._bcast(self._reduce(obj, op, func, 0), 0)
+
+    def _barrier(self) -> None:
+        self._gather_list(None, 0)
+        self._bcast(None, 0)
+
+    # ------------------------------------------------------------------
+    # collectives: the public contract
+
+    def broadcast(self, obj: Any, root: int = 0) -> Any:
+        """Returns root's ``obj`` on every process.
+
+        Args:
+            obj: The object to send (on root); ignored elsewhere.
+            root: The rank whose object is broadcast.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().broadcast({"step": 1})
+            {'step': 1}
+        """
+        root = semantics.check_rank(root, self.nprocs, "root")
+        return self._bcast(obj, root)
+
+    def scatter(self, data: Any, root: int = 0) -> Any:
+        """Returns this process's block of root's sequence.
+
+        Blocks are contiguous, in rank order, and their lengths differ by at
+        most one with the longer ones first (``numpy.array_split``). A numpy
+        array is split along axis 0 into arrays; other sequences into lists.
+
+        Args:
+            data: On root, a list, tuple, range or numpy array; ignored elsewhere.
+            root: The rank that holds ``data``.
+
+        Raises:
+            TypeError: On root, ``data`` is not a sequence.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().scatter(range(4))
+            [0, 1, 2, 3]
+        """
+        root = semantics.check_rank(root, self.nprocs, "root")
+        if self.id != root:
+            return self._scatter(None, None, root)
+        semantics.check_sequence(data, "data")
+        return self._scatter(data, semantics.block_bounds(len(data), self.nprocs), root)
+
+    def gather(self, obj: Any, root: int = 0) -> Any:
+        """Collects every process's ``obj`` on root.
+
+        Returns:
+            On root: the concatenation along axis 0 when every process passed
+            a numpy array of at least one dimension with the same trailing
+            shape, else the list of objects in rank order. Elsewhere ``None``.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().gather(7)
+            [7]
+        """
+        root = semantics.check_rank(root, self.nprocs, "root")
+        return self._gather(obj, root)
+
+    def allgather(self, obj: Any) -> Any:
+        """Returns on every process what :meth:`gather` gives root."""
+        return self._allgather(obj)
+
+    def reduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", root: int = 0) -> Any:
+        """Combines every process's ``obj`` on root.
+
+        Args:
+            obj: This process's value; numpy arrays are combined elementwise.
+            op: ``"sum"``, ``"prod"``, ``"min"``, ``"max"``, or a callable
+                ``f(a, b)``, assumed associative and applied in rank order.
+            root: The rank that receives the result.
+
+        Returns:
+            The result on root, ``None`` elsewhere.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().reduce(5, op="max")
+            5
+        """
+        func = semantics.resolve_op(op)
+        root = semantics.check_rank(root, self.nprocs, "root")
+        return self._reduce(obj, op, func, root)
+
+    def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum") -> Any:
+        """Like :meth:`reduce`, with the result on every process."""
+        func = semantics.resolve_op(op)
+        return self._allreduce(obj, op, func)
+
+    def barrier(self) -> None:
+        """Returns when every process of the group has called it."""
+        self._barrier()
+
+    def wait(self) -> None:
+        """Alias of :meth:`barrier`."""
+        self.barrier()
+
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        data: Any,
+        root: int = 0,
+        *,
+        vectorized: bool = False,
+        schedule: str = "static",
+        chunksize: int | None = None,
+        progress: bool = False,
+    ) -> Any:
+        """Applies ``func`` over root's ``data`` using every process.
+
+        Args:
+            func: Called on each item, or with ``vectorized=True`` once on each
+                non-empty block (or chunk).
+            data: On root, a sequence; ignored elsewhere.
+            root: The rank that holds ``data`` and receives the results.
+            vectorized: Call ``func`` on whole blocks instead of items.
+            schedule: ``"static"`` (one block per process) or ``"dynamic"``
+                (chunks handed out on demand, for uneven task times).
+            chunksize: Items per chunk for ``"dynamic"``; default: guided
+                (chunks shrink as the work runs out).
+            progress: Show a progress bar on root (needs ``tqdm``).
+
+        Returns:
+            On root, the results in input order: a list for item-wise maps;
+            for vectorized maps the per-block results joined (arrays
+            concatenated, lists and tuples concatenated into one list, else a
+            list of the per-block results). ``None`` elsewhere.
+
+        Example:
+            >>> import numpy as np
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().map(lambda b: 1 + b, np.arange(10), vectorized=True)
+            array([ 1,  2,  3,  4,  5,  6,  7,  8,  9, 10])
+        """
+        semantics.check_callable(func, "func")
+        root = semantics.check_rank(root, self.nprocs, "root")
+        semantics.check_bool(vectorized, "vectorized")
+        semantics.check_schedule(schedule)
+        chunksize = semantics.check_chunksize(chunksize)
+        semantics.check_bool(progress, "progress")
+        return _map.run_map(self, func, data, root, vectorized, schedule, chunksize, progress)
+
+    # ------------------------------------------------------------------
+    # point to point
+
+    def send(self, obj: Any, dest: int, tag: int = 0) -> None:
+        """Sends ``obj`` to process ``dest``.
+
+        Messages between a pair with the same tag arrive in the order sent.
+        A small message returns at once; a large one may wait for the
+        receiver, as in MPI's standard mode.
+
+        Args:
+            obj: Any picklable object.
+            dest: The receiving rank.
+            tag: An int from 0 to 32767.
+        """
+        dest = semantics.check_rank(dest, self.nprocs, "dest")
+        tag = semantics.check_tag(tag)
+        self._send(obj, dest, tag, Space.USER)
+
+    def recv(self, source: int, tag: int = 0) -> Any:
+        """Receives the next object ``source`` sent to this process with ``tag``."""
+        source = semantics.check_rank(source, self.nprocs, "source")
+        tag = semantics.check_tag(tag)
+        return self._recv(source, tag, Space.USER)
+
+    # ------------------------------------------------------------------
+    # output
+
+    def print(
+        self, *args: Any, where: str = "main", sep: str = " ", end: str = "\n", file: TextIO | None = None
+    ) -> None:
+        """Prints from some processes of the group.
+
+        Args:
+            *args: Printed like the builtin ``print``.
+            where: ``"main"``, ``"workers"`` or ``"all"``. Lines from workers
+                are prefixed with ``[rank/nprocs]``.
+            sep: Separator, as for ``print``.
+            end: Line end, as for ``print``.
+            file: Where to write; default ``sys.stdout``.
+        """
+        if where not in _WHERE:
+            raise ValueError(f"where must be one of {_WHERE}, got {where!r}")
+        if where != "all" and (where == "main") != self.on_main:
+            return
+        text = sep.join(str(arg) for arg in args)
+        if not self.on_main:
+            prefix = f"[{self.id}/{self.nprocs}] "
+            text = "\n".join(prefix + line for line in text.split("\n"))
+        self._emit(text + end, file)
+
+    def _emit(self, text: str, file: TextIO | None) -> None:
+        stream = sys.stdout if file is None else file
+        stream.write(text)
+        stream.flush()
+
+    # ------------------------------------------------------------------
+    # registry (see parallelizer.registry)
+
+    @staticmethod
+    def lookup(key: Any = None, **options: Any) -> Parallelizer:
+        """Returns a parallelizer: see :func:`parallelizer.registry.lookup`."""
+        from . import registry
+
+        return registry.lookup(key, **options)
+
+    @staticmethod
+    def register(name: str, factory: Callable[..., Parallelizer]) -> None:
+        """Adds a backend by name: see :func:`parallelizer.registry.register`."""
+        from . import registry
+
+        registry.register(name, factory)
+
+    @staticmethod
+    def set_default(par_or_name: Parallelizer | str | None) -> None:
+        """Sets the fallback of ``lookup(None)``: see :func:`parallelizer.registry.set_default`."""
+        from . import registry
+
+        registry.set_default(par_or_name)
+
+    @staticmethod
+    def get_default() -> Parallelizer:
+        """The default parallelizer: see :func:`parallelizer.registry.get_default`."""
+        from . import registry
+
+        return registry.get_default()

@@ -1,0 +1,146 @@
+"""Errors raised by parallelizer.
+
+Every error a user can catch derives from :class:`ParallelizerError`.
+Failures on other processes arrive on main as :class:`RemoteError`, which
+carries the failing rank, the exception's type name and the remote traceback
+text; the original exception is attached as ``__cause__`` when it could be
+rebuilt on main. A process that died is reported as
+:class:`WorkerTerminatedError`, naming its exit code or signal.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from typing import Any
+
+__all__ = [
+    "ParallelizerError",
+    "RemoteError",
+    "WorkerTerminatedError",
+    "SerializationError",
+    "CollectiveMismatchError",
+]
+
+
+class ParallelizerError(Exception):
+    """Base class of every error raised by parallelizer itself."""
+
+
+class RemoteError(ParallelizerError, RuntimeError):
+    """An exception raised on another process of the group.
+
+    Attributes:
+        rank: Rank of the process that failed.
+        exc_type: Name of the remote exception's type (e.g. ``"ValueError"``).
+        message: The remote exception's message (``str(exc)``).
+        remote_traceback: The remote traceback, formatted as text.
+
+    Example:
+        >>> try:
+        ...     raise RemoteError(2, "ValueError", "bad input", "Traceback ...")
+        ... except RemoteError as err:
+        ...     (err.rank, err.exc_type)
+        (2, 'ValueError')
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        exc_type: str,
+        message: str = "",
+        remote_traceback: str = "",
+    ) -> None:
+        self.rank = rank
+        self.exc_type = exc_type
+        self.message = message
+        self.remote_traceback = remote_traceback
+        super().__init__(rank, exc_type, message, remote_traceback)
+
+    @property
+    def traceback(self) -> str:
+        """Alias of :attr:`remote_traceback`."""
+        return self.remote_traceback
+
+    def _headline(self) -> str:
+        text = f"rank {self.rank} raised {self.exc_type}"
+        return f"{text}: {self.message}" if self.message else text
+
+    def __str__(self) -> str:
+        if not self.remote_traceback:
+            return self._headline()
+        body = self.remote_traceback.rstrip("\n")
+        return f"{self._headline()}\n\nRemote traceback (rank {self.rank}):\n{body}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.rank, self.exc_type, self.message, self.remote_traceback))
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Says how a process ended, from a ``Popen.returncode``-style value.
+
+    Args:
+        exitcode: ``None`` (unknown), a non-negative exit status, or minus
+            the number of the signal that killed the process.
+
+    Returns:
+        A phrase such as ``"exit code 3"`` or ``"signal SIGKILL"``.
+    """
+    if exitcode is None:
+        return "an unknown exit status"
+    if exitcode < 0:
+        return f"signal {signal_name(-exitcode)}"
+    return f"exit code {exitcode}"
+
+
+def signal_name(signum: int) -> str:
+    """``9 -> "SIGKILL"``; the bare number for signals Python does not name."""
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+class WorkerTerminatedError(RemoteError):
+    """A process of the group died (killed, crashed, or exited) mid-run.
+
+    Attributes:
+        exitcode: The exit status, or minus the signal number, or ``None``
+            when it is not known.
+        signal: The name of the killing signal (``"SIGKILL"``), or ``None``.
+
+    Example:
+        >>> str(WorkerTerminatedError(1, -9)).splitlines()[0]
+        'worker rank 1 terminated with signal SIGKILL'
+    """
+
+    def __init__(self, rank: int, exitcode: int | None = None, detail: str = "") -> None:
+        self.exitcode = exitcode
+        self.signal = signal_name(-exitcode) if exitcode is not None and exitcode < 0 else None
+        how = describe_exit(exitcode)
+        message = f"worker rank {rank} terminated with {how}"
+        if detail:
+            message = f"{message} ({detail})"
+        super().__init__(rank, "WorkerTerminatedError", message, "")
+        self.detail = detail
+
+    def _headline(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.rank, self.exitcode, self.detail))
+
+
+class SerializationError(ParallelizerError, TypeError):
+    """An object could not be pickled to be sent, or unpickled on arrival.
+
+    The message says which object (``the object sent to rank 2``, ``func``
+    of ``run()``, ...) and why.
+    """
+
+
+class CollectiveMismatchError(ParallelizerError, RuntimeError):
+    """Processes of the group called different collectives at the same step.
+
+    Raised only when mismatch detection is on (``PARALLELIZER_DEBUG=1`` or
+    ``debug=True``); the message names both calls and their ranks.
+    """

@@ -1,0 +1,53 @@
+"""Test configuration: which backends the conformance suite runs on.
+
+The suite in ``tests/contract`` states the contract once. Its tests take the
+fixture ``par``, parametrized here with the backends of this run:
+
+* default: ``serial``;
+* under ``mpiexec ... pytest --with-mpi``: ``mpi`` (the ranks of COMM_WORLD);
+* ``--backends serial,mp2`` picks explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # so helper modules import the same way on every process
+    sys.path.insert(0, HERE)
+
+DEFAULT_BACKENDS = ("serial",)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=None,
+        help="comma-separated backends for the conformance suite: serial, mp<N>, mpi",
+    )
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    chosen = config.getoption("--backends")
+    if chosen:
+        return [name.strip() for name in chosen.split(",") if name.strip()]
+    if config.getoption("--with-mpi", default=False):
+        return ["mpi"]
+    return list(DEFAULT_BACKENDS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "par" in metafunc.fixturenames:
+        metafunc.parametrize("par", selected_backends(metafunc.config), indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def par(request: pytest.FixtureRequest):
+    from backends import make_parallelizer
+
+    parallelizer = make_parallelizer(request.param)
+    with parallelizer:
+        yield parallelizer
