@@ -9,20 +9,24 @@ from ._version import __version__
 from .base import Parallelizer
 from .errors import (
     CollectiveMismatchError,
+    DeadlockError,
     ParallelizerError,
     RemoteError,
     SerializationError,
     WorkerTerminatedError,
 )
+from .mp import MultiprocessingParallelizer
 from .serial import SerialNonParallelizer
 
 __all__ = [
     "__version__",
     "Parallelizer",
     "SerialNonParallelizer",
+    "MultiprocessingParallelizer",
     "ParallelizerError",
     "RemoteError",
     "WorkerTerminatedError",
     "SerializationError",
+    "DeadlockError",
     "CollectiveMismatchError",
 ]

@@ -51,7 +51,7 @@ def run_map(
         bar = _progress.open_bar(len(data), progress)
     try:
         if par.nprocs == 1:
-            return _apply_local(func, semantics.own_block(data, 0, len(data)), vectorized, bar)
+            return _apply_local(func, semantics.root_block(data, 0, len(data)), vectorized, bar)
         if schedule == "dynamic":
             if on_root:
                 return _dynamic_root(par, func, data, root, vectorized, chunksize, bar)
@@ -168,7 +168,7 @@ def _dynamic_root(
         index = next_chunk
         next_chunk += 1
         start, stop = chunks[index]
-        results[index] = _root_chunk(func, semantics.own_block(data, start, stop), vectorized, bar, collect)
+        results[index] = _root_chunk(func, semantics.root_block(data, start, stop), vectorized, bar, collect)
     while in_flight:
         collect(block=True)
     for rank in others:

@@ -58,7 +58,7 @@ def dumps(obj: Any, what: str, buffer_callback: Callable[[pickle.PickleBuffer], 
         raise SerializationError(f"cannot pickle {what} ({_describe(obj)}): {type(exc).__name__}: {exc}") from exc
 
 
-def loads(data: bytes | memoryview, what: str, buffers: Iterable[Any] | None = None) -> Any:
+def loads(data: bytes | bytearray | memoryview, what: str, buffers: Iterable[Any] | None = None) -> Any:
     """Unpickles ``data`` (with its out-of-band ``buffers``).
 
     Raises:

@@ -175,7 +175,7 @@ class Parallelizer(abc.ABC):
             assert bounds is not None
             for rank in self._others(root):
                 self._send(semantics.take_block(data, *bounds[rank]), rank, CollTag.SCATTER, Space.COLL)
-            return semantics.own_block(data, *bounds[root])
+            return semantics.root_block(data, *bounds[root])
         return self._recv(root, CollTag.SCATTER, Space.COLL)
 
     def _gather_list(self, obj: Any, root: int) -> list[Any] | None:
@@ -226,6 +226,8 @@ class Parallelizer(abc.ABC):
         Blocks are contiguous, in rank order, and their lengths differ by at
         most one with the longer ones first (``numpy.array_split``). A numpy
         array is split along axis 0 into arrays; other sequences into lists.
+        The other processes receive copies; root's own block is a view of
+        ``data`` (a copy if ``data`` is read-only).
 
         Args:
             data: On root, a list, tuple, range or numpy array; ignored elsewhere.

@@ -18,6 +18,7 @@ __all__ = [
     "RemoteError",
     "WorkerTerminatedError",
     "SerializationError",
+    "DeadlockError",
     "CollectiveMismatchError",
 ]
 
@@ -128,6 +129,15 @@ class WorkerTerminatedError(RemoteError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.rank, self.exitcode, self.detail))
+
+
+class DeadlockError(ParallelizerError, RuntimeError):
+    """A process waits for a message that can never come.
+
+    Raised when the process it waits for has already returned from ``func``
+    (for example after calling one collective fewer than the others); the
+    message names both ranks and the call that waits.
+    """
 
 
 class SerializationError(ParallelizerError, TypeError):

@@ -177,10 +177,16 @@ def take_block(data: Any, start: int, stop: int) -> Any:
     return list(data[start:stop])
 
 
-def own_block(data: Any, start: int, stop: int) -> Any:
-    """Like :func:`take_block`, but the block is a copy the caller owns."""
+def root_block(data: Any, start: int, stop: int) -> Any:
+    """Root's own block of its data, as ``scatter`` returns it on root.
+
+    A view of ``data`` (root's own memory, so no copy is needed), or a copy
+    when ``data`` is read-only, since every block is writable.
+    """
     block = take_block(data, start, stop)
-    return block.copy() if is_ndarray(block) else block
+    if is_ndarray(block) and not block.flags.writeable:
+        return block.copy()
+    return block
 
 
 def split(data: Any, nprocs: int) -> list[Any]:

@@ -1,21 +1,63 @@
-"""Builds the parallelizer a test backend name stands for."""
+"""Builds the parallelizer a test backend name stands for.
+
+``serial``; ``mp<N>`` (multiprocessing, N processes, spawn); ``mp<N>fork``
+(fork start method); ``mp<N>stream`` and ``mp<N>nack`` (fork, with large
+buffers streamed through the sockets: cross-memory attach switched off, or
+refused by the kernel so every pull falls back); ``mpi``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import re
+from collections.abc import Iterator
+
 from parallelizer import Parallelizer, SerialNonParallelizer
 
+_MP = re.compile(r"mp(\d+)(fork|stream|nack)?$")
 
-def make_parallelizer(name: str) -> Parallelizer:
-    """``serial`` -> serial; ``mp<N>`` -> multiprocessing with N processes;
-    ``mpi`` -> MPI over COMM_WORLD."""
+
+@contextlib.contextmanager
+def _transport_patched(variant: str | None) -> Iterator[None]:
+    """Switches cross-memory attach off (``stream``) or makes it fail (``nack``)
+    in this process, and so in workers forked from it."""
+    from parallelizer._mp import cma
+
+    saved = (cma.AVAILABLE, cma.read)
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EPERM, "refused by the test")
+
+    if variant == "stream":
+        cma.AVAILABLE = False
+    elif variant == "nack":
+        cma.read = refuse
+    try:
+        yield
+    finally:
+        cma.AVAILABLE, cma.read = saved
+
+
+@contextlib.contextmanager
+def started(name: str) -> Iterator[Parallelizer]:
+    """The parallelizer for ``name``, inside its ``with`` block."""
     if name == "serial":
-        return SerialNonParallelizer()
-    if name.startswith("mp") and name[2:].isdigit():
-        from parallelizer import MultiprocessingParallelizer
-
-        return MultiprocessingParallelizer(nprocs=int(name[2:]))
+        with SerialNonParallelizer() as par:
+            yield par
+        return
     if name == "mpi":
         from parallelizer import MPIParallelizer
 
-        return MPIParallelizer()
-    raise ValueError(f"unknown test backend {name!r}")
+        with MPIParallelizer() as par:
+            yield par
+        return
+    match = _MP.match(name)
+    if match is None:
+        raise ValueError(f"unknown test backend {name!r}")
+    from parallelizer import MultiprocessingParallelizer
+
+    nprocs, variant = int(match.group(1)), match.group(2)
+    method = "spawn" if variant is None else "fork"
+    with _transport_patched(variant), MultiprocessingParallelizer(nprocs=nprocs, start_method=method) as par:
+        yield par

@@ -3,7 +3,9 @@
 The suite in ``tests/contract`` states the contract once. Its tests take the
 fixture ``par``, parametrized here with the backends of this run:
 
-* default: ``serial``;
+* default: ``serial``, ``mp2`` and ``mp3`` (multiprocessing with 2 and 3
+  processes), ``mp2fork`` (fork start method), ``mp3nack`` and ``mp2stream``
+  (large buffers streamed through sockets instead of pulled);
 * under ``mpiexec ... pytest --with-mpi``: ``mpi`` (the ranks of COMM_WORLD);
 * ``--backends serial,mp2`` picks explicitly.
 """
@@ -19,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # so helper modules import the same way on every process
     sys.path.insert(0, HERE)
 
-DEFAULT_BACKENDS = ("serial",)
+DEFAULT_BACKENDS = ("serial", "mp2", "mp3", "mp2fork", "mp3nack", "mp2stream")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,8 +48,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def par(request: pytest.FixtureRequest):
-    from backends import make_parallelizer
+    from backends import started
 
-    parallelizer = make_parallelizer(request.param)
-    with parallelizer:
+    with started(request.param) as parallelizer:
         yield parallelizer

@@ -36,12 +36,13 @@ def test_split_then_gather_join_is_identity_for_arrays(length, nprocs, dtype):
     np.testing.assert_array_equal(joined, data)
 
 
-def test_take_block_views_own_block_copies():
+def test_blocks_are_views_of_root_data_unless_read_only():
     data = np.arange(10)
-    view = semantics.take_block(data, 2, 5)
-    owned = semantics.own_block(data, 2, 5)
-    assert np.shares_memory(view, data)
-    assert not np.shares_memory(owned, data)
+    assert np.shares_memory(semantics.take_block(data, 2, 5), data)
+    assert np.shares_memory(semantics.root_block(data, 2, 5), data)
+    data.flags.writeable = False
+    copied = semantics.root_block(data, 2, 5)
+    assert copied.flags.writeable and not np.shares_memory(copied, data)
     assert semantics.take_block(range(10), 2, 5) == [2, 3, 4]
     assert semantics.take_block((1, 2, 3), 0, 2) == [1, 2]
 

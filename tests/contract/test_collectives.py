@@ -112,9 +112,9 @@ def _scatter_2d_body(parallelizer):
     block = parallelizer.scatter(data)
     assert block.ndim == 2 and block.shape[1] == 3
     assert block.flags.writeable
-    block *= 2  # root's block is a copy: data stays as it was
-    if parallelizer.on_main:
-        np.testing.assert_array_equal(data, np.arange(30.0).reshape(10, 3))
+    if parallelizer.on_main:  # root's block is a view of its own data: no copy
+        assert np.shares_memory(block, data)
+    block *= 2
     return parallelizer.gather(block)
 
 
@@ -122,6 +122,23 @@ def test_scatter_then_gather_is_identity_times_two(par):
     result = par.run(_scatter_2d_body)
     if par.on_main:
         np.testing.assert_array_equal(result, np.arange(30.0).reshape(10, 3) * 2)
+
+
+def _scatter_read_only_body(parallelizer):
+    data = None
+    if parallelizer.on_main:
+        data = np.arange(12.0)
+        data.flags.writeable = False
+    block = parallelizer.scatter(data)
+    assert block.flags.writeable  # every block is writable, even from read-only data
+    block[:] = -1
+    return parallelizer.gather(block)
+
+
+def test_scatter_of_read_only_data_gives_writable_blocks(par):
+    result = par.run(_scatter_read_only_body)
+    if par.on_main:
+        np.testing.assert_array_equal(result, -np.ones(12))
 
 
 # ---------------------------------------------------------------- gather

@@ -1,0 +1,91 @@
+"""The collectives the multiprocessing backend does better than the generic ones.
+
+* ``bcast``: root announces the object to every process at once; each pulls
+  the array data out of root's memory in parallel.
+* ``scatter``: root announces every block at once (views, no copy); the
+  others pull theirs in parallel.
+* ``gather``: when the parts concatenate (see ``semantics.concat_plan``),
+  root allocates the result and pulls each part straight into its slice, in
+  threads, while it copies its own part: one copy per byte, in parallel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import semantics
+from .._tags import CollTag
+from . import memory, wire
+from .channel import Incoming, raw_bytes
+from .endpoint import Endpoint
+
+
+def bcast(endpoint: Endpoint, obj: Any, root: int) -> Any:
+    """``broadcast`` over ``endpoint``."""
+    if endpoint.rank == root:
+        others = [rank for rank in range(endpoint.nprocs) if rank != root]
+        endpoint.wait_sent(
+            endpoint.post(obj, others, wire.COLL, CollTag.BCAST, f"the object broadcast from rank {root}")
+        )
+        return obj
+    return endpoint.recv(root, wire.COLL, CollTag.BCAST, "broadcast")
+
+
+def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
+    """``scatter`` over ``endpoint``."""
+    if endpoint.rank != root:
+        return endpoint.recv(root, wire.COLL, CollTag.SCATTER, "scatter")
+    assert bounds is not None
+    pending = [
+        endpoint.post(
+            semantics.take_block(data, *bounds[rank]), (rank,), wire.COLL, CollTag.SCATTER, f"block {rank} of scatter"
+        )
+        for rank in range(endpoint.nprocs)
+        if rank != root
+    ]
+    endpoint.wait_sent(*pending)
+    return semantics.root_block(data, *bounds[root])
+
+
+def gather(endpoint: Endpoint, obj: Any, root: int, threads: Any) -> Any:
+    """``gather`` over ``endpoint``; ``threads`` runs copies side by side."""
+    if endpoint.rank != root:
+        endpoint.wait_sent(endpoint.post(obj, (root,), wire.COLL, CollTag.GATHER, "the object gathered", lazy=True))
+        return None
+    incoming = {
+        rank: endpoint.receive(rank, wire.COLL, CollTag.GATHER, "gather", lazy=True)
+        for rank in range(endpoint.nprocs)
+        if rank != root
+    }
+    metas = [
+        semantics.array_meta(obj) if rank == root else incoming[rank].array_meta() for rank in range(endpoint.nprocs)
+    ]
+    plan = semantics.concat_plan(metas)
+    if plan is None:
+        return [obj if rank == root else _value(endpoint, incoming[rank]) for rank in range(endpoint.nprocs)]
+    import numpy
+
+    out = memory.empty(plan.shape, plan.dtype)
+
+    def part(rank: int) -> Any:
+        start = plan.offsets[rank]
+        meta = metas[rank]
+        assert meta is not None
+        return out[start : start + meta.shape[0]]
+
+    own = threads.submit(numpy.copyto, part(root), obj) if obj.nbytes >= (1 << 20) else None
+    if own is None:
+        part(root)[...] = obj
+    same = [rank for rank in incoming if metas[rank].dtype == plan.dtype]  # type: ignore[union-attr]
+    endpoint.pull_into([incoming[rank] for rank in same], [raw_bytes(part(rank)) for rank in same], threads=threads)
+    for rank in incoming:
+        if rank not in same:  # another dtype: receive it, then convert while copying
+            part(rank)[...] = _value(endpoint, incoming[rank])
+    if own is not None:
+        own.result()
+    return out
+
+
+def _value(endpoint: Endpoint, inc: Incoming) -> Any:
+    endpoint.complete(inc)
+    return inc.value(f"the object gathered from rank {inc.source}")

@@ -1,0 +1,184 @@
+"""``MultiprocessingParallelizer``: the contract on processes of one machine.
+
+The caller is rank 0 (main); ``nprocs - 1`` worker processes are started by
+``with par:`` (and reused by every ``run`` inside it) or by ``run`` itself.
+The machinery lives in :mod:`parallelizer._mp`: sockets between every pair
+of processes for small messages, and large arrays copied straight from the
+sender's memory into the receiver's (cross-memory attach, with a socket
+fallback), so numpy data is never pickled into a byte stream and nothing is
+ever left in ``/dev/shm``.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+from . import _env, semantics
+from ._mp import collectives, launch, wire
+from ._mp.endpoint import Endpoint
+from ._mp.group import Group
+from ._tags import Space
+from .base import Parallelizer
+
+__all__ = ["MultiprocessingParallelizer"]
+
+_KINDS = {Space.USER: wire.USER, Space.COLL: wire.COLL}
+
+# Every MultiprocessingParallelizer of this process, by token, so that a
+# pickled one comes back as the same object (on a worker: that worker's view).
+_instances: weakref.WeakValueDictionary[str, MultiprocessingParallelizer] = weakref.WeakValueDictionary()
+
+
+def _restore(token: str) -> MultiprocessingParallelizer:
+    par = _instances.get(token)
+    if par is None:
+        raise RuntimeError(
+            "a pickled MultiprocessingParallelizer can only be unpickled in the processes of its own group"
+        )
+    return par
+
+
+class MultiprocessingParallelizer(Parallelizer):
+    """Runs SPMD code on ``nprocs`` local processes; the caller is rank 0.
+
+    Args:
+        nprocs: Processes in the group, the caller included; default: the
+            number of CPUs this process may use.
+        start_method: ``"spawn"`` (default: a fresh interpreter per worker,
+            safe with threads, no ``__main__`` guard needed) or ``"fork"``
+            (faster start; unsafe if main runs threads). The default can be
+            set with ``PARALLELIZER_START_METHOD``.
+
+    Example:
+        >>> import numpy as np
+        >>> def run_job(parallelizer=None):
+        ...     data = np.arange(1000) if parallelizer.on_main else None
+        ...     return parallelizer.gather(len(parallelizer.scatter(data)))
+        >>> MultiprocessingParallelizer(nprocs=3).run(run_job)
+        [334, 333, 333]
+    """
+
+    def __init__(self, nprocs: int | None = None, start_method: str | None = None) -> None:
+        super().__init__()
+        self._nprocs = launch.usable_cpus() if nprocs is None else semantics.check_nprocs(nprocs)
+        method = start_method if start_method is not None else (_env.start_method() or launch.DEFAULT_START_METHOD)
+        if method not in launch.START_METHODS:
+            raise ValueError(f"start_method must be one of {launch.START_METHODS}, got {method!r}")
+        self._start_method = method
+        self._rank = 0
+        self._token = uuid.uuid4().hex
+        self._group: Group | None = None
+        self._endpoint: Endpoint | None = None  # workers only
+        self._threads: ThreadPoolExecutor | None = None  # workers only
+        _instances[self._token] = self
+
+    @classmethod
+    def _worker_view(cls, token: str, rank: int, nprocs: int, endpoint: Endpoint) -> MultiprocessingParallelizer:
+        """The parallelizer as a worker process sees it."""
+        view = cls.__new__(cls)
+        Parallelizer.__init__(view)
+        view._nprocs = nprocs
+        view._start_method = "worker"
+        view._rank = rank
+        view._token = token
+        view._group = None
+        view._endpoint = endpoint
+        view._threads = None
+        view._nesting = 1  # started: the group runs as long as the worker does
+        _instances[token] = view
+        return view
+
+    def _close_worker_view(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+
+    @property
+    def id(self) -> int:
+        """This process's rank (0 on main)."""
+        return self._rank
+
+    @property
+    def nprocs(self) -> int:
+        """The number of processes, main included."""
+        return self._nprocs
+
+    @property
+    def start_method(self) -> str:
+        """How worker processes are started: ``"spawn"`` or ``"fork"``."""
+        return self._start_method
+
+    def __repr__(self) -> str:
+        return f"MultiprocessingParallelizer(id={self._rank}, nprocs={self._nprocs})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (self._token,))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _start(self) -> None:
+        if self._endpoint is not None:
+            return  # a worker's view is started for as long as the worker lives
+        group = Group(self._nprocs, self._start_method, self._token)
+        group.start()
+        self._group = group
+
+    def _stop(self, exc: BaseException | None) -> None:
+        if self._group is not None:
+            group, self._group = self._group, None
+            group.stop(exc)
+
+    def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        group = self._group
+        if group is None or group.running:
+            raise RuntimeError("run() cannot be called from inside run(): func already runs on every process")
+        return group.run(func, args, kwargs, self)
+
+    # ------------------------------------------------------------------ transport
+
+    def _ep(self) -> Endpoint:
+        if self._endpoint is not None:
+            return self._endpoint
+        group = self._group
+        if group is None or not group.running or group.endpoint is None:
+            raise RuntimeError(
+                "MultiprocessingParallelizer: collectives and send/recv are called inside run(), "
+                "where every process runs func; outside it only main exists"
+            )
+        return group.endpoint
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._group is not None:
+            return self._group.threads()
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=max(2, min(self._nprocs, launch.usable_cpus())))
+        return self._threads
+
+    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        self._ep().send(obj, dest, _KINDS[space], tag, f"the object sent to rank {dest}")
+
+    def _recv(self, source: int, tag: int, space: Space) -> Any:
+        what = f"recv(source={source}, tag={tag})" if space == Space.USER else "a collective"
+        return self._ep().recv(source, _KINDS[space], tag, what)
+
+    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
+        return self._ep().recv_any(_KINDS[space], tag, "map", block)
+
+    def _bcast(self, obj: Any, root: int) -> Any:
+        return collectives.bcast(self._ep(), obj, root)
+
+    def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
+        return collectives.scatter(self._ep(), data, bounds, root)
+
+    def _gather(self, obj: Any, root: int) -> Any:
+        endpoint = self._ep()
+        return collectives.gather(endpoint, obj, root, self._pool() if endpoint.rank == root else None)
+
+    def _emit(self, text: str, file: TextIO | None) -> None:
+        if self._endpoint is not None and file is None:  # a worker: main prints it
+            self._endpoint.control(0, wire.PRINT, body=text.encode("utf-8"))
+        else:
+            super()._emit(text, file)
