@@ -78,7 +78,7 @@ def _apply_block(func: Callable[[Any], Any], block: Sequence[Any], vectorized: b
             bar.update(len(block))
         return result
     if bar is None:
-        return [func(item) for item in block]
+        return list(map(func, block))
     results = []
     for item in block:
         results.append(func(item))
@@ -209,5 +209,5 @@ def _dynamic_worker(par: Parallelizer, func: Callable[[Any], Any], root: int, ve
         if task is None:
             return None
         index, items = task
-        result = func(items) if vectorized else [func(item) for item in items]
+        result = func(items) if vectorized else list(map(func, items))
         par._send((index, result), root, CollTag.MAP_RESULT, Space.COLL)

@@ -18,6 +18,7 @@ is already loaded, so :func:`is_ndarray` looks it up in ``sys.modules``.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import numbers
 import operator
@@ -174,7 +175,8 @@ def take_block(data: Any, start: int, stop: int) -> Any:
     """
     if is_ndarray(data):
         return data[start:stop]
-    return list(data[start:stop])
+    block = data[start:stop]
+    return block if type(block) is list else list(block)
 
 
 def root_block(data: Any, start: int, stop: int) -> Any:
@@ -285,12 +287,12 @@ def join_map_results(per_block: Sequence[Any], vectorized: bool) -> Any:
         per-block results.
     """
     if not vectorized:
-        return [item for block in per_block for item in block]
+        return list(itertools.chain.from_iterable(per_block))
     plan = concat_plan([array_meta(part) for part in per_block])
     if plan is not None:
         return concatenate(per_block, plan)
     if all(isinstance(part, (list, tuple)) for part in per_block):
-        return [item for part in per_block for item in part]
+        return list(itertools.chain.from_iterable(per_block))
     return list(per_block)
 
 
