@@ -38,24 +38,69 @@ def _describe(obj: object) -> str:
     return f"{type(obj).__name__} {text}"
 
 
-def dumps(obj: Any, what: str, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> bytes:
-    """Pickles ``obj`` with protocol 5.
+def dumps(obj: Any, what: str) -> bytes:
+    """Pickles ``obj`` (protocol 5, cloudpickle), everything in the stream.
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled; says what failed.
+    """
+    return dumps_out_of_band(obj, what, None)[0]
+
+
+def dumps_out_of_band(
+    obj: Any, what: str, min_size: int | None, *, by_value: bool = True
+) -> tuple[bytes, list[memoryview]]:
+    """Pickles ``obj`` with protocol 5, taking large buffers out of the stream.
 
     Args:
         obj: The object.
         what: What ``obj`` is, for the error message (``"the object sent to rank 2"``).
-        buffer_callback: Receives large buffers to be moved out of band;
-            ``None`` keeps everything in the stream.
+        min_size: Contiguous buffers of at least this many bytes (numpy
+            arrays inside ``obj``) are returned separately; ``None`` keeps
+            everything in the stream.
+        by_value: Always use cloudpickle, which ships functions and classes
+            of ``__main__`` by value (for processes that do not share our
+            ``__main__``). Otherwise plain pickle is tried first (faster) and
+            cloudpickle only for what it cannot pickle (lambdas, closures).
+
+    Returns:
+        The pickle stream and the buffers taken out of it, in order.
 
     Raises:
         SerializationError: ``obj`` cannot be pickled; says what failed.
     """
     if type(obj) in _PLAIN:
-        return pickle.dumps(obj, PROTOCOL)
+        return pickle.dumps(obj, PROTOCOL), []
+    if not by_value:
+        buffers: list[memoryview] = []
+        try:
+            return pickle.dumps(obj, PROTOCOL, buffer_callback=_collector(buffers, min_size)), buffers
+        except Exception:
+            pass
+    buffers = []
     try:
-        return _cloudpickle_dumps()(obj, protocol=PROTOCOL, buffer_callback=buffer_callback)
+        body = _cloudpickle_dumps()(obj, protocol=PROTOCOL, buffer_callback=_collector(buffers, min_size))
     except Exception as exc:
         raise SerializationError(f"cannot pickle {what} ({_describe(obj)}): {type(exc).__name__}: {exc}") from exc
+    return body, buffers
+
+
+def _collector(buffers: list[memoryview], min_size: int | None) -> Callable[[pickle.PickleBuffer], bool] | None:
+    """The ``buffer_callback`` that moves buffers of ``min_size`` bytes or more out of band."""
+    if min_size is None:
+        return None
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: keep it in the stream
+            return True
+        if raw.nbytes < min_size:
+            return True
+        buffers.append(raw)
+        return False
+
+    return out_of_band
 
 
 def loads(data: bytes | bytearray | memoryview, what: str, buffers: Iterable[Any] | None = None) -> Any:

@@ -4,35 +4,27 @@ A :class:`Channel` owns a non-blocking socket: a :class:`wire.FrameReader` for
 what comes in and a queue of byte views for what goes out (frames are never
 interleaved: a frame's bytes are queued whole and flushed in order).
 
-:func:`encode` turns an object into a frame body and its out-of-band buffers;
-an :class:`Incoming` is a received data frame until its value is taken.
+:func:An :class:`Incoming` is a received data frame until its value is taken
+(objects become frames with :mod:`parallelizer._codec`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import pickle
 import socket
 from collections import deque
 from itertools import islice
 from typing import Any
 
-from .. import _pickling, semantics
-from . import memory, wire
-
-OUT_OF_BAND_MIN = 1 << 16
-"""Buffers from this size on leave the pickle stream (protocol 5)."""
+from .. import semantics
+from .._codec import Encoded, allocate_array, array_header, decode, raw_bytes
+from . import wire
 
 CMA_MIN = 1 << 18
 """Out-of-band buffers from this size on are pulled by the receiver (CMA)
 rather than streamed through the socket."""
 
 _IOV_MAX = 512  # views per sendmsg call (Linux allows 1024)
-
-
-def raw_bytes(buffer: Any) -> memoryview:
-    """A flat, unsigned-byte view of any contiguous buffer (C or Fortran order)."""
-    return pickle.PickleBuffer(buffer).raw()
 
 
 def address_of(buffer: Any) -> int:
@@ -99,61 +91,6 @@ class Channel:
             self.sock.close()
 
 
-class Encoded:
-    """An object as it is sent: frame flags, body, and out-of-band buffers."""
-
-    __slots__ = ("body", "buffers", "flags")
-
-    def __init__(self, flags: int, body: bytes, buffers: list[memoryview]) -> None:
-        self.flags = flags
-        self.body = body
-        self.buffers = buffers
-
-
-def encode(obj: Any, what: str) -> Encoded:
-    """Serializes ``obj`` for sending.
-
-    A numpy array (of a dtype without Python objects) travels as its dtype and
-    shape plus its raw memory, without pickling the data. Anything else is
-    pickled (protocol 5, cloudpickle), with buffers of at least
-    :data:`OUT_OF_BAND_MIN` bytes (numpy arrays inside dicts, lists, ...)
-    taken out of the stream.
-
-    Raises:
-        SerializationError: ``obj`` cannot be pickled; names ``what``.
-    """
-    if semantics.is_ndarray(obj) and not obj.dtype.hasobject:
-        if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
-            obj = obj.copy(order="C")
-        fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)
-        body = pickle.dumps((obj.dtype, obj.shape, fortran), pickle.HIGHEST_PROTOCOL)
-        return Encoded(wire.FLAG_ARRAY, body, [raw_bytes(obj)])
-    buffers: list[memoryview] = []
-
-    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
-        try:
-            raw = buffer.raw()
-        except BufferError:  # not contiguous: keep it in the stream
-            return True
-        if raw.nbytes < OUT_OF_BAND_MIN:
-            return True
-        buffers.append(raw)
-        return False
-
-    return Encoded(0, _pickling.dumps(obj, what, buffer_callback=out_of_band), buffers)
-
-
-def allocate_array(body: bytes | bytearray) -> Any:
-    """The array an ``FLAG_ARRAY`` frame's data is received into."""
-    dtype, shape, fortran = pickle.loads(body)
-    return memory.empty(shape, dtype, fortran)
-
-
-def allocate_bytes(nbytes: int) -> Any:
-    """Writable memory for an out-of-band buffer (not zero-filled)."""
-    return memory.empty((nbytes,), "uint8")
-
-
 class Incoming:
     """A received data frame (``USER``, ``COLL`` or ``RUN``).
 
@@ -185,16 +122,12 @@ class Incoming:
         """Dtype and shape of an array payload of one or more dimensions, else ``None``."""
         if not self.is_array:
             return None
-        dtype, shape, _ = pickle.loads(self.frame.body)
-        return semantics.ArrayMeta(dtype, tuple(shape)) if len(shape) else None
+        dtype, shape, _ = array_header(self.frame.body)
+        return semantics.ArrayMeta(dtype, shape) if shape else None
 
     def value(self, what: str) -> Any:
         """The object that was sent (its buffers must be in place)."""
-        frame = self.frame
-        if self.is_array:
-            array = frame.inline[0]
-            return allocate_array(frame.body) if array is None else array
-        return _pickling.loads(frame.body, what, buffers=frame.inline)
+        return decode(self.frame.flags, self.frame.body, self.frame.inline, what)
 
 
 def local_copy(source: int, kind: int, tag: int, epoch: int, encoded: Encoded, arrival: int) -> Incoming:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import semantics
+from .. import _memory, semantics
+from .._codec import raw_bytes
 from .._tags import CollTag
-from . import memory, wire
-from .channel import Incoming, raw_bytes
+from . import wire
+from .channel import Incoming
 from .endpoint import Endpoint
 
 
@@ -65,7 +66,7 @@ def gather(endpoint: Endpoint, obj: Any, root: int, threads: Any) -> Any:
         return [obj if rank == root else _value(endpoint, incoming[rank]) for rank in range(endpoint.nprocs)]
     import numpy
 
-    out = memory.empty(plan.shape, plan.dtype)
+    out = _memory.empty(plan.shape, plan.dtype)
 
     def part(rank: int) -> Any:
         start = plan.offsets[rank]

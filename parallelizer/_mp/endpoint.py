@@ -32,20 +32,10 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from .. import _pickling
+from .._codec import Encoded, allocate_array, allocate_bytes, encode, raw_bytes
 from ..errors import DeadlockError, RemoteError, WorkerTerminatedError
 from . import cma, wire
-from .channel import (
-    CMA_MIN,
-    Channel,
-    Encoded,
-    Incoming,
-    address_of,
-    allocate_array,
-    allocate_bytes,
-    encode,
-    local_copy,
-    raw_bytes,
-)
+from .channel import CMA_MIN, Channel, Incoming, address_of, local_copy
 
 EXIT_ORPHANED = 70
 """Exit status of a worker whose main process went away."""

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import _memory
 from ..errors import WorkerTerminatedError
-from . import launch, memory, wire
+from . import launch, wire
 from .endpoint import Endpoint
 
 STOP_GRACE = 5.0
@@ -123,7 +124,7 @@ class Group:
         if self._threads is not None:
             self._threads.shutdown(wait=False)
             self._threads = None
-        memory.release()
+        _memory.release()
 
     def threads(self) -> ThreadPoolExecutor:
         """A few threads for copies that may run side by side (GIL released)."""

@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from .. import _codec
+
 # header: kind, flags, nbufs, tag, epoch, token, body length
 HEADER = struct.Struct("<BBHiIQQ")
 # buffer descriptor: mode, size in bytes, address in the sender (MODE_CMA)
@@ -45,7 +47,7 @@ FINISHED = 10  # anyone -> everyone: returned from func in `epoch`
 STOP = 11  # main -> worker: exit
 PRINT = 12  # worker -> main: text to print
 
-FLAG_ARRAY = 1  # body is (dtype, shape, fortran order); one buffer: the data
+FLAG_ARRAY = _codec.FLAG_ARRAY  # body is (dtype, shape, fortran order); one buffer: the data
 FLAG_LAZY = 2  # receiver pulls only when the consumer says where to
 
 KIND_NAMES = {

@@ -1,0 +1,86 @@
+"""How objects become bytes and buffers for every transport.
+
+A numpy array (of a dtype without Python objects) travels as a small header
+(dtype, shape, order) plus its raw memory: the data is never pickled.
+Anything else is pickled with protocol 5; buffers of at least
+:data:`OUT_OF_BAND_MIN` bytes inside it (numpy arrays in dicts, lists,
+dataclasses) are taken out of the stream, so transports move them with
+their fastest method and receivers get them without an extra copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from . import _memory, _pickling, semantics
+
+OUT_OF_BAND_MIN = 1 << 16
+"""Buffers from this size on leave the pickle stream (protocol 5)."""
+
+FLAG_ARRAY = 1
+"""Set in ``Encoded.flags`` when the body is an array header and the one
+buffer is the array's data."""
+
+
+def raw_bytes(buffer: Any) -> memoryview:
+    """A flat, unsigned-byte view of any contiguous buffer (C or Fortran order)."""
+    return pickle.PickleBuffer(buffer).raw()
+
+
+class Encoded:
+    """An object as it is sent: flags, body, and out-of-band buffers."""
+
+    __slots__ = ("body", "buffers", "flags")
+
+    def __init__(self, flags: int, body: bytes, buffers: list[memoryview]) -> None:
+        self.flags = flags
+        self.body = body
+        self.buffers = buffers
+
+
+def encode(obj: Any, what: str, *, by_value: bool = True) -> Encoded:
+    """Serializes ``obj`` for sending.
+
+    Args:
+        obj: Anything picklable.
+        what: What ``obj`` is, for error messages.
+        by_value: Ship functions and classes of ``__main__`` by value
+            (cloudpickle), for receivers that do not share our ``__main__``;
+            otherwise plain pickle is tried first.
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled; names ``what``.
+    """
+    if semantics.is_ndarray(obj) and not obj.dtype.hasobject:
+        if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
+            obj = obj.copy(order="C")
+        fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)
+        body = pickle.dumps((obj.dtype, obj.shape, fortran), pickle.HIGHEST_PROTOCOL)
+        return Encoded(FLAG_ARRAY, body, [raw_bytes(obj)])
+    body, buffers = _pickling.dumps_out_of_band(obj, what, OUT_OF_BAND_MIN, by_value=by_value)
+    return Encoded(0, body, buffers)
+
+
+def array_header(body: bytes | bytearray) -> tuple[Any, tuple[int, ...], bool]:
+    """``(dtype, shape, fortran)`` from the body of an array message."""
+    dtype, shape, fortran = pickle.loads(body)
+    return dtype, tuple(shape), fortran
+
+
+def allocate_array(body: bytes | bytearray) -> Any:
+    """The array an array message's data is received into."""
+    dtype, shape, fortran = array_header(body)
+    return _memory.empty(shape, dtype, fortran)
+
+
+def allocate_bytes(nbytes: int) -> Any:
+    """Writable memory for an out-of-band buffer (not zero-filled)."""
+    return _memory.empty((nbytes,), "uint8")
+
+
+def decode(flags: int, body: bytes | bytearray, buffers: list[Any], what: str) -> Any:
+    """The object that was encoded, from its body and received buffers."""
+    if flags & FLAG_ARRAY:
+        return buffers[0] if buffers and buffers[0] is not None else allocate_array(body)
+    return _pickling.loads(body, what, buffers=buffers)
