@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= mpi,test,dev,progress
 
-.PHONY: install test test-serial lint format typecheck check demo bench clean
+.PHONY: install test lint format typecheck check demo bench clean
 
 install: $(STAMP)
 
@@ -17,9 +17,20 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
-# The whole suite: unit tests and the conformance suite on every backend.
+MPIEXEC := $(VENV)/bin/mpiexec
+# Under mpiexec every rank runs pytest; lines are prefixed with the rank.
+MPI_PYTEST := $(PY) -m pytest --with-mpi -q -p no:cacheprovider --capture=sys
+MPI_TIMEOUT := 900
+
+# The whole suite: unit tests, the conformance suite on the serial and
+# multiprocessing backends, the launcher tests, then the conformance suite and
+# the MPI tests under mpiexec with 1, 2 and 3 ranks.
 test: install
 	$(PY) -m pytest
+	for n in 1 2 3; do \
+		echo "== mpiexec -n $$n =="; \
+		timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $$n -prepend-rank $(MPI_PYTEST) tests || exit 1; \
+	done
 
 lint: install
 	$(VENV)/bin/ruff check parallelizer tests examples benchmarks

@@ -16,6 +16,7 @@ from .errors import (
     WorkerTerminatedError,
 )
 from .mp import MultiprocessingParallelizer
+from .mpi import MPIParallelizer
 from .serial import SerialNonParallelizer
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Parallelizer",
     "SerialNonParallelizer",
     "MultiprocessingParallelizer",
+    "MPIParallelizer",
     "ParallelizerError",
     "RemoteError",
     "WorkerTerminatedError",

@@ -25,7 +25,16 @@ buffer is the array's data."""
 
 def raw_bytes(buffer: Any) -> memoryview:
     """A flat, unsigned-byte view of any contiguous buffer (C or Fortran order)."""
-    return pickle.PickleBuffer(buffer).raw()
+    try:
+        return pickle.PickleBuffer(buffer).raw()
+    except ValueError:
+        # numpy cannot export some dtypes (datetime64, timedelta64) as
+        # buffers: their bytes are the same seen as opaque items.
+        if not semantics.is_ndarray(buffer):
+            raise
+        import numpy
+
+        return pickle.PickleBuffer(buffer.view(numpy.dtype((numpy.void, buffer.dtype.itemsize)))).raw()
 
 
 class Encoded:

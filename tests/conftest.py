@@ -41,6 +41,17 @@ def selected_backends(config: pytest.Config) -> list[str]:
     return list(DEFAULT_BACKENDS)
 
 
+def pytest_ignore_collect(collection_path, config: pytest.Config) -> bool | None:
+    """Under mpiexec only the conformance suite and tests/mpi run; otherwise tests/mpi does not."""
+    under_mpi = bool(config.getoption("--with-mpi", default=False))
+    path = str(collection_path)
+    if not under_mpi:
+        return os.path.join(HERE, "mpi") in path or None
+    if path == HERE or path.startswith(os.path.join(HERE, "contract")) or path.startswith(os.path.join(HERE, "mpi")):
+        return None
+    return True
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "par" in metafunc.fixturenames:
         metafunc.parametrize("par", selected_backends(metafunc.config), indirect=True, scope="session")

@@ -1,0 +1,1 @@
+"""The machinery of the MPI backend (see ``parallelizer.mpi``)."""

@@ -1,0 +1,256 @@
+"""The collectives of the MPI backend, on mpi4py's buffer methods.
+
+Arrays move with ``Scatterv``/``Gatherv``/``Allgatherv``/``Reduce``/
+``Allreduce`` straight between numpy memory; a small header (a broadcast for
+``scatter``, the slot exchange of :mod:`slots` for the others) first tells
+every rank what comes and which path to take, so all ranks always agree.
+Everything else travels as object messages (:mod:`messages`).
+
+When a count or displacement of a ``v`` collective does not fit the C int of
+an MPI-3 library, the array moves with chunked point-to-point messages instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import _codec, _memory, semantics
+from .._tags import CollTag
+from . import messages
+from .slots import ARRAY, INLINE, Slot, SlotExchange
+
+INT_MAX = 2**31 - 1
+
+NATIVE_LARGE_COUNTS = True
+"""Whether the MPI library takes counts over ``INT_MAX`` (MPI-4); set at start-up."""
+
+_NAMED_OPS = {"sum": "SUM", "prod": "PROD", "min": "MIN", "max": "MAX"}
+
+
+def _mpi() -> Any:
+    from mpi4py import MPI
+
+    return MPI
+
+
+def _fits(*numbers: list[int]) -> bool:
+    return NATIVE_LARGE_COUNTS or all(n <= INT_MAX for values in numbers for n in values)
+
+
+def _c_bytes(array: Any) -> memoryview:
+    """The bytes of ``array`` in C order (a copy only if it is not C-contiguous)."""
+    if not array.flags.c_contiguous:
+        import numpy
+
+        array = numpy.ascontiguousarray(array)
+    return _codec.raw_bytes(array)
+
+
+class Collectives:
+    """Scatter, gather and reductions over one communicator."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.broadcaster = messages.Broadcaster(comm)
+        self.slots = SlotExchange(comm)
+
+    # ------------------------------------------------------------------ broadcast
+
+    def bcast(self, obj: Any, root: int) -> Any:
+        """``broadcast``."""
+        return self.broadcaster.bcast(obj, root, f"the object broadcast from rank {root}")
+
+    # ------------------------------------------------------------------ scatter
+
+    def scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
+        """``scatter``: arrays with ``Scatterv``, other sequences as object messages."""
+        MPI = _mpi()
+        if self.rank == root:
+            assert bounds is not None
+            if semantics.is_ndarray(data) and not data.dtype.hasobject:
+                self.bcast(("array", data.dtype, data.shape[1:], len(data)), root)
+                row = data.dtype.itemsize * _rows(data.shape[1:])
+                counts = [(stop - start) * row for start, stop in bounds]
+                displs = [start * row for start, _ in bounds]
+                sendbuf = _c_bytes(data)
+                if _fits(counts, displs):
+                    self.comm.Scatterv([sendbuf, counts, displs, MPI.BYTE], MPI.IN_PLACE, root)
+                else:
+                    for rank in range(self.size):
+                        if rank != root:
+                            view = sendbuf[displs[rank] : displs[rank] + counts[rank]]
+                            messages.send_bytes(self.comm, view, rank, CollTag.SCATTER)
+                return semantics.root_block(data, *bounds[root])
+            self.bcast(("objects",), root)
+            for rank in range(self.size):
+                if rank != root:
+                    messages.send_obj(
+                        self.comm,
+                        semantics.take_block(data, *bounds[rank]),
+                        rank,
+                        CollTag.SCATTER,
+                        f"block {rank} of scatter",
+                    )
+            return semantics.root_block(data, *bounds[root])
+        header = self.bcast(None, root)
+        if header[0] == "objects":
+            return messages.recv_obj(self.comm, root, CollTag.SCATTER, "scatter")[1]
+        _, dtype, trailing, length = header
+        start, stop = semantics.block_bounds(length, self.size)[self.rank]
+        block = _memory.empty((stop - start, *trailing), dtype)
+        view = _codec.raw_bytes(block)
+        row = dtype.itemsize * _rows(trailing)
+        counts = [(b - a) * row for a, b in semantics.block_bounds(length, self.size)]
+        displs = [a * row for a, _ in semantics.block_bounds(length, self.size)]
+        if _fits(counts, displs):
+            self.comm.Scatterv(None, [view, MPI.BYTE], root)
+        else:
+            messages.recv_bytes(self.comm, view, root, CollTag.SCATTER)
+        return block
+
+    # ------------------------------------------------------------------ gather
+
+    def gather_list(self, obj: Any, root: int, slots: list[Slot] | None = None) -> list[Any] | None:
+        """Every rank's object on root, in rank order, as sent (no concatenation)."""
+        slots = self.slots.exchange(obj) if slots is None else slots
+        if self.rank != root:
+            if slots[self.rank].kind != INLINE:
+                messages.send_obj(self.comm, obj, root, CollTag.GATHER, "the object gathered")
+            return None
+        return [
+            obj
+            if rank == root
+            else slot.value
+            if slot.kind == INLINE
+            else messages.recv_obj(self.comm, rank, CollTag.GATHER, "gather")[1]
+            for rank, slot in enumerate(slots)
+        ]
+
+    def gather(self, obj: Any, root: int) -> Any:
+        """``gather``: concatenated arrays with ``Gatherv``, else a list."""
+        slots = self.slots.exchange(obj)
+        plan = _same_dtype_plan(slots)
+        if plan is None:
+            parts = self.gather_list(obj, root, slots)
+            return None if parts is None else semantics.join_gathered(parts)
+        counts, displs = _byte_layout(plan, slots)
+        out = _memory.empty(plan.shape, plan.dtype) if self.rank == root else None
+        self._gatherv(obj, out, counts, displs, root)
+        return out
+
+    def allgather(self, obj: Any) -> Any:
+        """``allgather``: concatenated arrays with ``Allgatherv``, else a list."""
+        slots = self.slots.exchange(obj)
+        if all(slot.kind == INLINE for slot in slots):
+            return [obj if rank == self.rank else slot.value for rank, slot in enumerate(slots)]
+        plan = _same_dtype_plan(slots)
+        if plan is None:
+            parts = self.gather_list(obj, 0, slots)
+            return semantics.join_gathered(self.bcast(parts, 0))
+        counts, displs = _byte_layout(plan, slots)
+        out = _memory.empty(plan.shape, plan.dtype)
+        MPI = _mpi()
+        if _fits(counts, displs):
+            self.comm.Allgatherv(_c_bytes(obj), [_codec.raw_bytes(out), counts, displs, MPI.BYTE])
+        else:
+            self._gatherv(obj, out if self.rank == 0 else None, counts, displs, 0)
+            messages.bcast_bytes(self.comm, _codec.raw_bytes(out), 0)
+        return out
+
+    def _gatherv(self, obj: Any, out: Any, counts: list[int], displs: list[int], root: int) -> None:
+        MPI = _mpi()
+        mine = _c_bytes(obj)
+        if _fits(counts, displs):
+            recv = [_codec.raw_bytes(out), counts, displs, MPI.BYTE] if self.rank == root else None
+            self.comm.Gatherv(mine, recv, root)
+        elif self.rank != root:
+            messages.send_bytes(self.comm, mine, root, CollTag.GATHER)
+        else:
+            target = _codec.raw_bytes(out)
+            for rank in range(self.size):
+                view = target[displs[rank] : displs[rank] + counts[rank]]
+                if rank == root:
+                    view[:] = mine
+                else:
+                    messages.recv_bytes(self.comm, view, rank, CollTag.GATHER)
+
+    # ------------------------------------------------------------------ reductions
+
+    def reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int | None) -> Any:
+        """``reduce`` to ``root``, or ``allreduce`` when ``root`` is None."""
+        slots = self.slots.exchange(obj)
+        if all(slot.kind == INLINE for slot in slots):
+            if root is not None and self.rank != root:
+                return None
+            values = [obj if rank == self.rank else slot.value for rank, slot in enumerate(slots)]
+            return semantics.fold(values, func)
+        native = _native_op(op, slots)
+        if native is not None:
+            return self._reduce_native(obj, native, slots[0].value, root)
+        target = 0 if root is None else root
+        parts = self.gather_list(obj, target, slots)
+        result = None if parts is None else semantics.fold(parts, func)
+        return result if root is not None else self.bcast(result, 0)
+
+    def _reduce_native(self, obj: Any, op_name: str, meta: semantics.ArrayMeta, root: int | None) -> Any:
+        import numpy
+
+        MPI = _mpi()
+        op = getattr(MPI, op_name)
+        datatype = MPI.Datatype.fromcode(meta.dtype.char)  # predefined: the ops are defined on it
+        send = numpy.ascontiguousarray(obj)
+        if root is None:
+            out = _memory.empty(meta.shape, meta.dtype)
+            self.comm.Allreduce([send, datatype], [out, datatype], op)
+            return out
+        out = _memory.empty(meta.shape, meta.dtype) if self.rank == root else None
+        self.comm.Reduce([send, datatype], [out, datatype] if out is not None else None, op, root)
+        return out
+
+
+def _rows(trailing: tuple[int, ...]) -> int:
+    count = 1
+    for extent in trailing:
+        count *= extent
+    return count
+
+
+def _same_dtype_plan(slots: list[Slot]) -> semantics.ConcatPlan | None:
+    """The concat plan when every rank sent an array of the result's dtype."""
+    if not all(slot.kind == ARRAY for slot in slots):
+        return None
+    plan = semantics.concat_plan([slot.value for slot in slots])
+    if plan is None or any(slot.value.dtype != plan.dtype for slot in slots):
+        return None
+    return plan
+
+
+def _byte_layout(plan: semantics.ConcatPlan, slots: list[Slot]) -> tuple[list[int], list[int]]:
+    row = plan.dtype.itemsize * _rows(plan.shape[1:])
+    counts = [slot.value.shape[0] * row for slot in slots]
+    displs = [offset * row for offset in plan.offsets]
+    return counts, displs
+
+
+def _native_op(op: object, slots: list[Slot]) -> str | None:
+    """The MPI op for a named reduction of equal numeric arrays, else ``None``."""
+    if not isinstance(op, str) or not all(slot.kind == ARRAY for slot in slots):
+        return None
+    first = slots[0].value
+    if any(slot.value != first for slot in slots):
+        return None
+    kinds = "iuf" if op in ("min", "max") else "iufc"
+    if first.dtype.kind not in kinds or not first.dtype.isnative or not _has_mpi_type(first.dtype):
+        return None
+    return _NAMED_OPS[op]
+
+
+def _has_mpi_type(dtype: Any) -> bool:
+    try:
+        _mpi().Datatype.fromcode(dtype.char)
+    except (KeyError, ValueError):
+        return False
+    return True

@@ -1,0 +1,192 @@
+"""Objects over MPI: point-to-point messages and broadcasts.
+
+An object is encoded by :mod:`parallelizer._codec` into a pickle *body* and
+out-of-band *buffers* (numpy data, never pickled). On the wire::
+
+    send:   Send(header | buffer sizes | body)      one message when small
+            [Send(body chunks)]                     body over CHUNK bytes
+            Send(buffer chunks) ...                 straight from the array
+
+    bcast:  Bcast(BLOCK bytes: header | sizes | body)   one call when it fits
+            [Bcast(sizes | body, in chunks)]
+            Bcast(buffer chunks) ...                    straight into the array
+
+Every transfer moves at most ``CHUNK`` bytes, so messages over 2 GiB work
+even with MPI-3 libraries (whose counts are C ints). Receivers learn a first
+message's size with a matched probe (``Mprobe``), so nothing is preallocated.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .. import _codec
+
+CHUNK = 1 << 30
+"""Largest number of bytes moved by one MPI call."""
+
+BLOCK = 1024
+"""Size of the first broadcast block: small objects travel in this one call."""
+
+# codec flags, layout (0: body in the first message; 1: body follows), buffer count, body length
+HEADER = struct.Struct("<BBxxIQ")
+_SIZE = struct.Struct("<Q")
+
+
+def _mpi() -> Any:
+    from mpi4py import MPI
+
+    return MPI
+
+
+def _writable(view: memoryview) -> memoryview:
+    """A writable view of the same bytes (a copy for read-only buffers).
+
+    MPI_Bcast takes one buffer that is read on root and written elsewhere.
+    """
+    return view if not view.readonly else memoryview(bytearray(view))
+
+
+def _chunks(nbytes: int) -> range:
+    return range(0, nbytes, CHUNK)
+
+
+def send_bytes(comm: Any, view: memoryview, dest: int, tag: int) -> None:
+    """Sends a byte view in chunks of at most ``CHUNK`` bytes."""
+    MPI = _mpi()
+    for start in _chunks(view.nbytes):
+        comm.Send([view[start : start + CHUNK], MPI.BYTE], dest, tag)
+
+
+def recv_bytes(comm: Any, view: memoryview, source: int, tag: int) -> None:
+    """Receives into a byte view what :func:`send_bytes` sent."""
+    MPI = _mpi()
+    for start in _chunks(view.nbytes):
+        comm.Recv([view[start : start + CHUNK], MPI.BYTE], source, tag)
+
+
+def bcast_bytes(comm: Any, view: memoryview, root: int) -> None:
+    """Broadcasts a byte view in chunks of at most ``CHUNK`` bytes."""
+    MPI = _mpi()
+    for start in _chunks(view.nbytes):
+        comm.Bcast([view[start : start + CHUNK], MPI.BYTE], root)
+
+
+def _sizes(encoded: _codec.Encoded) -> bytes:
+    return b"".join(_SIZE.pack(buffer.nbytes) for buffer in encoded.buffers)
+
+
+def _allocate(flags: int, body: bytes | bytearray, sizes: list[int]) -> list[Any]:
+    if flags & _codec.FLAG_ARRAY:
+        return [_codec.allocate_array(body)]
+    return [_codec.allocate_bytes(size) for size in sizes]
+
+
+def _parse_sizes(data: memoryview | bytes | bytearray, offset: int, count: int) -> list[int]:
+    return [_SIZE.unpack_from(data, offset + 8 * i)[0] for i in range(count)]
+
+
+# ---------------------------------------------------------------------- point to point
+
+
+def send_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> None:
+    """Sends ``obj`` to ``dest`` (see the module docstring for the wire format)."""
+    encoded = _codec.encode(obj, what, by_value=False)
+    sizes = _sizes(encoded)
+    inline = HEADER.size + len(sizes) + len(encoded.body) <= CHUNK
+    head = HEADER.pack(encoded.flags, 0 if inline else 1, len(encoded.buffers), len(encoded.body))
+    first = head + sizes + (encoded.body if inline else b"")
+    MPI = _mpi()
+    comm.Send([first, MPI.BYTE], dest, tag)
+    if not inline:
+        send_bytes(comm, memoryview(encoded.body), dest, tag)
+    for buffer in encoded.buffers:
+        send_bytes(comm, buffer, dest, tag)
+
+
+def recv_obj(comm: Any, source: int, tag: int, what: str) -> tuple[int, Any]:
+    """Receives what :func:`send_obj` sent; ``source`` may be ``MPI.ANY_SOURCE``.
+
+    Returns:
+        ``(source, obj)``.
+    """
+    MPI = _mpi()
+    status = MPI.Status()
+    message = comm.Mprobe(source, tag, status)
+    return _recv_matched(comm, message, status, tag, what)
+
+
+def try_recv_obj(comm: Any, source: int, tag: int, what: str) -> tuple[int, Any] | None:
+    """Like :func:`recv_obj`, or ``None`` at once if nothing has arrived."""
+    MPI = _mpi()
+    status = MPI.Status()
+    message = comm.Improbe(source, tag, status)
+    if message is None:
+        return None
+    return _recv_matched(comm, message, status, tag, what)
+
+
+def _recv_matched(comm: Any, message: Any, status: Any, tag: int, what: str) -> tuple[int, Any]:
+    MPI = _mpi()
+    source = status.Get_source()
+    first = bytearray(status.Get_count(MPI.BYTE))
+    message.Recv([first, MPI.BYTE])
+    flags, layout, nbufs, body_len = HEADER.unpack_from(first, 0)
+    sizes = _parse_sizes(first, HEADER.size, nbufs)
+    offset = HEADER.size + 8 * nbufs
+    if layout == 0:
+        body: bytes | bytearray = bytes(first[offset : offset + body_len])
+    else:
+        body = bytearray(body_len)
+        recv_bytes(comm, memoryview(body), source, tag)
+    buffers = _allocate(flags, body, sizes)
+    for buffer in buffers:
+        recv_bytes(comm, _codec.raw_bytes(buffer), source, tag)
+    return source, _codec.decode(flags, body, buffers, f"the message from rank {source} ({what})")
+
+
+# ---------------------------------------------------------------------- broadcast
+
+
+class Broadcaster:
+    """Broadcasts objects over one communicator (keeps a reusable first block)."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self._block = bytearray(BLOCK)
+
+    def bcast(self, obj: Any, root: int, what: str) -> Any:
+        """Root's ``obj`` on every rank (root gets ``obj`` itself)."""
+        MPI = _mpi()
+        block = self._block
+        if self.rank == root:
+            encoded = _codec.encode(obj, what, by_value=False)
+            sizes = _sizes(encoded)
+            fits = HEADER.size + len(sizes) + len(encoded.body) <= BLOCK
+            HEADER.pack_into(block, 0, encoded.flags, 0 if fits else 1, len(encoded.buffers), len(encoded.body))
+            if fits:
+                end = HEADER.size + len(sizes) + len(encoded.body)
+                block[HEADER.size : end] = sizes + encoded.body
+            self.comm.Bcast([block, MPI.BYTE], root)
+            if not fits:
+                bcast_bytes(self.comm, _writable(memoryview(sizes + encoded.body)), root)
+            for buffer in encoded.buffers:
+                bcast_bytes(self.comm, _writable(buffer), root)
+            return obj
+        self.comm.Bcast([block, MPI.BYTE], root)
+        flags, layout, nbufs, body_len = HEADER.unpack_from(block, 0)
+        if layout == 0:
+            sizes_list = _parse_sizes(block, HEADER.size, nbufs)
+            start = HEADER.size + 8 * nbufs
+            body: bytes | bytearray = bytes(block[start : start + body_len])
+        else:
+            extra = bytearray(8 * nbufs + body_len)
+            bcast_bytes(self.comm, memoryview(extra), root)
+            sizes_list = _parse_sizes(extra, 0, nbufs)
+            body = extra[8 * nbufs :]
+        buffers = _allocate(flags, body, sizes_list)
+        for buffer in buffers:
+            bcast_bytes(self.comm, _codec.raw_bytes(buffer), root)
+        return _codec.decode(flags, body, buffers, f"the object broadcast from rank {root}")

@@ -1,0 +1,146 @@
+"""``python -m parallelizer``: run scripts, launch MPI jobs, show the set-up.
+
+::
+
+    python -m parallelizer script.py [args]        # like `python script.py`, but an
+                                                   # uncaught exception aborts the MPI job
+    python -m parallelizer -n 4 script.py [args]   # the same on 4 ranks, through the
+                                                   # mpiexec of the installed MPI
+    python -m parallelizer info                    # versions, MPI, mpiexec, backends
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import runpy
+import sys
+from collections.abc import Sequence
+
+from . import __version__, _env, registry
+from ._mpi import abort, runtime
+
+USAGE = """\
+python -m parallelizer [-n N] script.py [args ...]
+       python -m parallelizer info"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m parallelizer",
+        usage=USAGE,
+        description="Run a script with abort-on-exception under MPI, launch it on N ranks, or show the set-up.",
+    )
+    parser.add_argument("-n", "--nprocs", type=int, help="launch N processes with the installed MPI's mpiexec")
+    parser.add_argument("script", help="the script to run, or 'info'")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    # Everything after the script belongs to the script, even what looks like an option.
+    split = next((i for i, arg in enumerate(args) if not arg.startswith("-") and not _is_count(args, i)), len(args))
+    options = parser.parse_args(args[: split + 1]) if split < len(args) else parser.parse_args(args)
+    options.args = args[split + 1 :]
+    if options.script == "info" and options.nprocs is None:
+        print(info())
+        return 0
+    if options.nprocs is not None:
+        if options.nprocs < 1:
+            parser.error("-n must be at least 1")
+        return launch(options.nprocs, options.script, options.args)
+    run_script(options.script, options.args)
+    return 0
+
+
+def _is_count(args: list[str], index: int) -> bool:
+    """True if ``args[index]`` is the value of a preceding ``-n``/``--nprocs``."""
+    return index > 0 and args[index - 1] in ("-n", "--nprocs")
+
+
+def run_script(path: str, args: Sequence[str]) -> None:
+    """Runs ``path`` as ``__main__`` with ``sys.argv = [path, *args]``.
+
+    An exception escaping the script aborts the MPI job (or, without MPI,
+    exits with status 1) after printing the traceback with the rank.
+    """
+    if not os.path.exists(path):
+        sys.stderr.write(f"python -m parallelizer: can't open file {path!r}: no such file\n")
+        raise SystemExit(2)
+    sys.argv = [path, *args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code in (None, 0) or not runtime.initialized():
+            raise  # a plain exit: nobody waits for this process
+        abort.abort(exc)
+    except BaseException as exc:
+        abort.abort(exc)
+
+
+def launch(nprocs: int, script: str, args: Sequence[str]) -> int:
+    """Runs ``script`` on ``nprocs`` ranks through the installed MPI's mpiexec."""
+    mpiexec = runtime.find_mpiexec()
+    if mpiexec is None:
+        sys.stderr.write(f"python -m parallelizer: no mpiexec found; install one with: {runtime.INSTALL_HINT}\n")
+        return 2
+    command = [mpiexec, *launcher_flags(mpiexec, nprocs), "-n", str(nprocs)]
+    command += [sys.executable, "-m", "parallelizer", script, *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(mpiexec, command)  # replaces this process: never returns
+
+
+def launcher_flags(mpiexec: str, nprocs: int) -> list[str]:
+    """Flags Open MPI's mpiexec needs to run as root or on more ranks than cores."""
+    if runtime.mpiexec_flavor(mpiexec) != "openmpi":
+        return []
+    flags = []
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        flags.append("--allow-run-as-root")
+    if nprocs > (os.cpu_count() or 1):
+        flags.append("--oversubscribe")
+    return flags
+
+
+def info() -> str:
+    """The versions, the MPI set-up, the backends, and what ``lookup(None)`` picks."""
+    lines = [
+        f"parallelizer {__version__}",
+        f"python       {platform.python_version()} ({sys.executable})",
+        f"numpy        {_version_of('numpy')}",
+        f"cloudpickle  {_version_of('cloudpickle')}",
+        f"mpi4py       {_version_of('mpi4py')}",
+    ]
+    mpi_state = "not available"
+    try:
+        mpi_state = runtime.library_version()
+    except ImportError as exc:
+        mpi_state = f"not available ({exc})"
+    lines.append(f"MPI library  {mpi_state}")
+    mpiexec = runtime.find_mpiexec()
+    flavor = f" ({runtime.mpiexec_flavor(mpiexec)})" if mpiexec else ""
+    lines.append(f"mpiexec      {mpiexec or 'not found: ' + runtime.INSTALL_HINT}{flavor}")
+    from ._mp import cma, launch
+
+    lines.append("backends     serial: available")
+    lines.append(
+        f"             multiprocessing: available ({launch.usable_cpus()} usable CPUs; start methods "
+        f"{', '.join(launch.START_METHODS)}; large arrays by "
+        f"{'cross-memory attach' if cma.AVAILABLE else 'socket streaming'})"
+    )
+    lines.append(f"             mpi: {'available' if mpiexec and 'not available' not in mpi_state else mpi_state}")
+    found = _env.launcher_world_size()
+    launcher = f"{found[1]}={found[0]}" if found else "none (not started by mpiexec/srun)"
+    lines.append(f"launcher     {launcher}")
+    lines.append(f"lookup(None) {registry.explain()}")
+    return "\n".join(lines)
+
+
+def _version_of(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"

@@ -1,0 +1,185 @@
+"""``MPIParallelizer``: the contract across the ranks of an MPI communicator.
+
+Launched with ``mpiexec -n N python script.py`` (or ``python -m parallelizer
+-n N script.py``), every rank runs the script; ``run(func)`` calls ``func`` on
+each. numpy arrays travel through mpi4py's buffer methods, other objects as
+pickles with their arrays out of band (:mod:`parallelizer._mpi`).
+
+An exception escaping ``func`` on any rank aborts the whole job (the rank's
+traceback on stderr, ``MPI_Abort``): the other ranks would otherwise wait in
+their next collective forever.
+
+mpi4py is imported when an ``MPIParallelizer`` is constructed, not before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import _codec
+from ._mpi import abort, messages, runtime
+from ._mpi import collectives as _collectives
+from ._tags import Space
+from .base import Parallelizer
+from .errors import DeadlockError
+
+__all__ = ["MPIParallelizer"]
+
+_counter = itertools.count()
+# Every MPIParallelizer of this process by construction number: construction
+# is collective, so the n-th one is the same group on every rank, and a
+# pickled one comes back as the receiving rank's own.
+_instances: weakref.WeakValueDictionary[int, MPIParallelizer] = weakref.WeakValueDictionary()
+
+
+def _restore(token: int) -> MPIParallelizer:
+    par = _instances.get(token)
+    if par is None:
+        raise RuntimeError("a pickled MPIParallelizer can only be unpickled on the ranks of its communicator")
+    return par
+
+
+class MPIParallelizer(Parallelizer):
+    """Runs SPMD code on the ranks of an MPI intracommunicator.
+
+    Constructing it is collective over ``comm``: every rank of ``comm``
+    constructs it, in the same order.
+
+    Args:
+        comm: An mpi4py intracommunicator; default ``MPI.COMM_WORLD``. A
+            sub-communicator gives ``id`` and ``nprocs`` relative to it.
+
+    Raises:
+        ImportError: mpi4py is not installed (says how to install it).
+        TypeError: ``comm`` is not an intracommunicator.
+        LaunchMismatchError: The launcher started several ranks but MPI sees
+            one (an ``mpiexec`` from another MPI library).
+
+    Example:
+        Run with ``mpiexec -n 4 python script.py``::
+
+            par = MPIParallelizer()
+            total = par.run(lambda parallelizer: parallelizer.allreduce(parallelizer.id))
+            # 6 on every rank
+    """
+
+    def __init__(self, comm: Any = None) -> None:
+        super().__init__()
+        MPI = runtime.load()
+        base = MPI.COMM_WORLD if comm is None else comm
+        if not isinstance(base, MPI.Intracomm) or base == MPI.COMM_NULL:
+            raise TypeError(
+                f"comm must be an mpi4py intracommunicator (e.g. MPI.COMM_WORLD), not {type(comm).__name__}"
+            )
+        runtime.check_launch(MPI.COMM_WORLD.Get_size())
+        _collectives.NATIVE_LARGE_COUNTS = MPI.Get_version() >= (4, 0)
+        self._base = base
+        self._comm = base.Dup()  # collectives and their own messages
+        self._user = base.Dup()  # send/recv: never matches the collectives' traffic
+        self._rank = self._comm.Get_rank()
+        self._size = self._comm.Get_size()
+        self._coll = _collectives.Collectives(self._comm)
+        self._to_self: dict[tuple[Space, int], deque[_codec.Encoded]] = {}
+        self._token = next(_counter)
+        _instances[self._token] = self
+
+    @property
+    def id(self) -> int:
+        """This process's rank in ``comm``."""
+        return int(self._rank)
+
+    @property
+    def nprocs(self) -> int:
+        """The size of ``comm``."""
+        return int(self._size)
+
+    @property
+    def comm(self) -> Any:
+        """The communicator this parallelizer was built on."""
+        return self._base
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (self._token,))
+
+    # ------------------------------------------------------------------ run
+
+    def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return func(*args, parallelizer=self, **kwargs)
+        except BaseException as exc:
+            abort.abort(exc, MPI_world_rank())
+
+    # ------------------------------------------------------------------ transport
+
+    def _comm_for(self, space: Space) -> Any:
+        return self._user if space == Space.USER else self._comm
+
+    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        if dest == self._rank:  # a blocking MPI send to oneself could wait forever
+            self._to_self.setdefault((space, tag), deque()).append(_codec.encode(obj, "the object sent to oneself"))
+            return
+        messages.send_obj(self._comm_for(space), obj, dest, tag, f"the object sent to rank {dest}")
+
+    def _recv(self, source: int, tag: int, space: Space) -> Any:
+        what = f"recv(source={source}, tag={tag})"
+        if source == self._rank:
+            return self._from_self(space, tag, what)
+        return messages.recv_obj(self._comm_for(space), source, tag, what)[1]
+
+    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
+        if self._to_self.get((space, tag)):
+            return self._rank, self._from_self(space, tag, "map")
+        MPI = runtime.load()
+        comm = self._comm_for(space)
+        if block:
+            return messages.recv_obj(comm, MPI.ANY_SOURCE, tag, "map")
+        return messages.try_recv_obj(comm, MPI.ANY_SOURCE, tag, "map")
+
+    def _from_self(self, space: Space, tag: int, what: str) -> Any:
+        queue = self._to_self.get((space, tag))
+        if not queue:
+            raise DeadlockError(f"rank {self._rank} waits in {what} for a message from itself that was never sent")
+        encoded = queue.popleft()
+        buffers = [bytearray(buffer) for buffer in encoded.buffers]
+        if encoded.flags & _codec.FLAG_ARRAY:
+            array = _codec.allocate_array(encoded.body)
+            _codec.raw_bytes(array)[:] = encoded.buffers[0]
+            buffers = [array]
+        return _codec.decode(encoded.flags, encoded.body, buffers, what)
+
+    # ------------------------------------------------------------------ collectives
+
+    def _bcast(self, obj: Any, root: int) -> Any:
+        return self._coll.bcast(obj, root)
+
+    def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
+        return self._coll.scatter(data, bounds, root)
+
+    def _gather_list(self, obj: Any, root: int) -> list[Any] | None:
+        return self._coll.gather_list(obj, root)
+
+    def _gather(self, obj: Any, root: int) -> Any:
+        return self._coll.gather(obj, root)
+
+    def _allgather(self, obj: Any) -> Any:
+        return self._coll.allgather(obj)
+
+    def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
+        return self._coll.reduce(obj, op, func, root)
+
+    def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
+        return self._coll.reduce(obj, op, func, None)
+
+    def _barrier(self) -> None:
+        self._comm.Barrier()
+
+
+def MPI_world_rank() -> int | None:
+    """This process's rank in ``MPI.COMM_WORLD`` (``None`` without MPI)."""
+    if not runtime.initialized():
+        return None
+    return int(runtime.load().COMM_WORLD.Get_rank())

@@ -1,0 +1,129 @@
+"""Jobs launched with mpiexec: aborts instead of hangs, the command line, and
+the diagnosis of a launcher that does not match the MPI library."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from parallelizer._mpi import runtime
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAIL = os.path.join(HERE, "scripts", "mpi_fail.py")
+MPIEXEC = runtime.find_mpiexec()
+TIMEOUT = 120
+
+if MPIEXEC is None:  # the test extra installs mpich, so this means a broken environment
+    pytest.fail("no mpiexec found: install the test extras (pip install -e '.[mpi,test]')", pytrace=False)
+
+
+def _run(args, env=None, timeout=TIMEOUT):
+    full_env = dict(os.environ)
+    for var in ("PARALLELIZER", "PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE"):
+        full_env.pop(var, None)
+    full_env.update(env or {})
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def _mpiexec(n, *args):
+    return _run([MPIEXEC, "-n", str(n), sys.executable, *args])
+
+
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_exception_in_run_aborts_the_whole_job(nprocs):
+    failing = nprocs - 1
+    result = _mpiexec(nprocs, FAIL, "raise-in-run", str(failing))
+    assert result.returncode != 0
+    assert f"[rank {failing}] ValueError: rank {failing} cannot go on" in result.stderr
+    assert "<result" not in result.stdout
+
+
+@pytest.mark.parametrize("how", ["raise-in-script", "exit-in-script"])
+def test_failure_outside_run_aborts_under_python_m_parallelizer(how):
+    result = _mpiexec(2, "-m", "parallelizer", FAIL, how, "1")
+    assert result.returncode != 0
+    if how == "raise-in-script":
+        assert "[rank 1] KeyError: 'outside run'" in result.stderr
+    else:
+        assert "[rank 1] SystemExit: 3" in result.stderr
+
+
+def _started(stdout):
+    # the ranks' output interleaves, so look for tokens, not lines
+    return sorted(re.findall(r"<(started \d+/\d+ \w+)>", stdout))
+
+
+def test_healthy_job_under_python_m_parallelizer():
+    result = _mpiexec(3, "-m", "parallelizer", FAIL, "none", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("<result [0, 1, 2]>") == 3
+    assert _started(result.stdout) == [f"started {rank}/3 MPIParallelizer" for rank in range(3)]
+
+
+def test_dash_n_launches_with_the_installed_mpiexec():
+    result = _run([sys.executable, "-m", "parallelizer", "-n", "2", FAIL, "none", "0"])
+    assert result.returncode == 0, result.stderr
+    assert _started(result.stdout) == ["started 0/2 MPIParallelizer", "started 1/2 MPIParallelizer"]
+
+
+def test_dash_n_failure_aborts():
+    result = _run([sys.executable, "-m", "parallelizer", "-n", "2", FAIL, "raise-in-run", "0"])
+    assert result.returncode != 0 and "[rank 0] ValueError" in result.stderr
+
+
+def test_script_runs_like_python_without_mpi():
+    result = _run([sys.executable, "-m", "parallelizer", FAIL, "none", "0"])
+    assert result.returncode == 0, result.stderr
+    assert "<started 0/1 SerialNonParallelizer>" in result.stdout
+    failing = _run([sys.executable, "-m", "parallelizer", FAIL, "raise-in-script", "0"])
+    assert failing.returncode == 1 and "KeyError: 'outside run'" in failing.stderr
+    assert _run([sys.executable, "-m", "parallelizer", "missing.py"]).returncode == 2
+
+
+def test_info():
+    result = _run([sys.executable, "-m", "parallelizer", "info"])
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    for expected in (
+        "parallelizer ",
+        "numpy ",
+        "mpi4py ",
+        "MPI library  MPICH",
+        f"mpiexec      {MPIEXEC}",
+        "lookup(None) serial",
+    ):
+        assert expected in text
+    assert "multiprocessing: available" in text and "mpi: available" in text
+    under_env = _run([sys.executable, "-m", "parallelizer", "info"], env={"PARALLELIZER": "multiprocessing:3"})
+    assert "lookup(None) multiprocessing with {'nprocs': 3}" in under_env.stdout
+
+
+def test_wrong_mpiexec_is_diagnosed():
+    # What an mpiexec of another MPI library does: it says 4 ranks, but MPI
+    # in each process initializes alone.
+    code = "from parallelizer import Parallelizer; Parallelizer.lookup(None)"
+    result = _run([sys.executable, "-c", code], env={"OMPI_COMM_WORLD_SIZE": "4"})
+    assert result.returncode != 0
+    assert "LaunchMismatchError" in result.stderr
+    assert "started 4 processes (OMPI_COMM_WORLD_SIZE=4)" in result.stderr
+    assert "world of 1" in result.stderr and "python -m parallelizer -n 4" in result.stderr
+
+
+def test_missing_mpi4py_names_the_install_command():
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "from parallelizer import MPIParallelizer\n"
+        "try:\n    MPIParallelizer()\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    result = _run([sys.executable, "-c", code])
+    assert "pip install 'parallelizer[mpi]'" in result.stdout
+
+
+def test_lookup_none_under_mpiexec_picks_mpi_only_with_several_ranks():
+    code = "from parallelizer import Parallelizer; print('<' + type(Parallelizer.lookup(None)).__name__ + '>')"
+    assert re.findall(r"<(\w+)>", _mpiexec(2, "-c", code).stdout) == ["MPIParallelizer"] * 2
+    assert re.findall(r"<(\w+)>", _mpiexec(1, "-c", code).stdout) == ["SerialNonParallelizer"]
