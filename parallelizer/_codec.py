@@ -48,6 +48,11 @@ class Encoded:
         self.buffers = buffers
 
 
+def is_plain_array(obj: Any) -> bool:
+    """True for a numpy array that travels as header plus raw data (no Python objects inside)."""
+    return semantics.is_ndarray(obj) and not obj.dtype.hasobject
+
+
 def encode(obj: Any, what: str, *, by_value: bool = True) -> Encoded:
     """Serializes ``obj`` for sending.
 
@@ -61,7 +66,7 @@ def encode(obj: Any, what: str, *, by_value: bool = True) -> Encoded:
     Raises:
         SerializationError: ``obj`` cannot be pickled; names ``what``.
     """
-    if semantics.is_ndarray(obj) and not obj.dtype.hasobject:
+    if is_plain_array(obj):
         if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
             obj = obj.copy(order="C")
         fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)

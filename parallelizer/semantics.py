@@ -67,6 +67,8 @@ def check_rank(value: object, nprocs: int, name: str) -> int:
         TypeError: ``value`` is not an int.
         ValueError: ``value`` is not in ``range(nprocs)``.
     """
+    if type(value) is int and 0 <= value < nprocs:  # the common case, fast
+        return value
     rank = check_int(value, name)
     if not 0 <= rank < nprocs:
         raise ValueError(f"{name} must be in range(0, {nprocs}) for a group of {nprocs}, got {rank}")

@@ -18,6 +18,7 @@ message's size with a matched probe (``Mprobe``), so nothing is preallocated.
 
 from __future__ import annotations
 
+import pickle
 import struct
 from typing import Any
 
@@ -150,33 +151,78 @@ def _recv_matched(comm: Any, message: Any, status: Any, tag: int, what: str) -> 
 
 
 class Broadcaster:
-    """Broadcasts objects over one communicator (keeps a reusable first block)."""
+    """Broadcasts objects over one communicator (keeps a reusable first block).
+
+    Small objects, the most frequent, take a fast path: one pickle, one
+    ``Bcast`` of the first block, one unpickle.
+    """
 
     def __init__(self, comm: Any) -> None:
+        MPI = _mpi()
         self.comm = comm
         self.rank = comm.Get_rank()
         self._block = bytearray(BLOCK)
+        self._view = memoryview(self._block)
+        self._spec = [self._block, MPI.BYTE]
+        self._oob: list[memoryview] = []
+
+    def _out_of_band(self, buffer: pickle.PickleBuffer) -> bool:
+        """``buffer_callback``: large contiguous buffers leave the stream."""
+        try:
+            raw = buffer.raw()
+        except BufferError:
+            return True
+        if raw.nbytes < _codec.OUT_OF_BAND_MIN:
+            return True
+        self._oob.append(raw)
+        return False
 
     def bcast(self, obj: Any, root: int, what: str) -> Any:
         """Root's ``obj`` on every rank (root gets ``obj`` itself)."""
-        MPI = _mpi()
-        block = self._block
         if self.rank == root:
-            encoded = _codec.encode(obj, what, by_value=False)
-            sizes = _sizes(encoded)
-            fits = HEADER.size + len(sizes) + len(encoded.body) <= BLOCK
-            HEADER.pack_into(block, 0, encoded.flags, 0 if fits else 1, len(encoded.buffers), len(encoded.body))
-            if fits:
-                end = HEADER.size + len(sizes) + len(encoded.body)
-                block[HEADER.size : end] = sizes + encoded.body
-            self.comm.Bcast([block, MPI.BYTE], root)
-            if not fits:
-                bcast_bytes(self.comm, _writable(memoryview(sizes + encoded.body)), root)
-            for buffer in encoded.buffers:
-                bcast_bytes(self.comm, _writable(buffer), root)
+            self._send(obj, root, what)
             return obj
-        self.comm.Bcast([block, MPI.BYTE], root)
-        flags, layout, nbufs, body_len = HEADER.unpack_from(block, 0)
+        self.comm.Bcast(self._spec, root)
+        flags, layout, nbufs, body_len = HEADER.unpack_from(self._block, 0)
+        if layout == 0 and nbufs == 0 and not flags:  # fast path: small pickle, all here
+            body = self._view[HEADER.size : HEADER.size + body_len]
+            try:
+                return pickle.loads(body)
+            except Exception:
+                return _codec.decode(flags, bytes(body), [], f"the object broadcast from rank {root}")
+        return self._receive_rest(flags, layout, nbufs, body_len, root)
+
+    def _send(self, obj: Any, root: int, what: str) -> None:
+        block = self._block
+        encoded = None
+        if not _codec.is_plain_array(obj):
+            self._oob.clear()
+            try:  # plain pickle first: every rank shares __main__
+                body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL, buffer_callback=self._out_of_band)
+            except Exception:
+                body = None
+            if body is not None and not self._oob and HEADER.size + len(body) <= BLOCK:
+                HEADER.pack_into(block, 0, 0, 0, 0, len(body))
+                block[HEADER.size : HEADER.size + len(body)] = body
+                self.comm.Bcast(self._spec, root)
+                return
+            if body is not None:
+                encoded = _codec.Encoded(0, body, list(self._oob))
+        if encoded is None:
+            encoded = _codec.encode(obj, what, by_value=False)
+        sizes = _sizes(encoded)
+        fits = HEADER.size + len(sizes) + len(encoded.body) <= BLOCK
+        HEADER.pack_into(block, 0, encoded.flags, 0 if fits else 1, len(encoded.buffers), len(encoded.body))
+        if fits:
+            block[HEADER.size : HEADER.size + len(sizes) + len(encoded.body)] = sizes + encoded.body
+        self.comm.Bcast(self._spec, root)
+        if not fits:
+            bcast_bytes(self.comm, _writable(memoryview(sizes + encoded.body)), root)
+        for buffer in encoded.buffers:
+            bcast_bytes(self.comm, _writable(buffer), root)
+
+    def _receive_rest(self, flags: int, layout: int, nbufs: int, body_len: int, root: int) -> Any:
+        block = self._block
         if layout == 0:
             sizes_list = _parse_sizes(block, HEADER.size, nbufs)
             start = HEADER.size + 8 * nbufs
