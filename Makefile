@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= mpi,test,dev,progress
+EXTRAS ?= mpi,test,dev,progress,examples
 
 .PHONY: install test lint format typecheck check demo bench clean
 

@@ -17,6 +17,7 @@ from .errors import (
 )
 from .mp import MultiprocessingParallelizer
 from .mpi import MPIParallelizer
+from .runner import ClientServerRunner
 from .serial import SerialNonParallelizer
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "SerialNonParallelizer",
     "MultiprocessingParallelizer",
     "MPIParallelizer",
+    "ClientServerRunner",
     "ParallelizerError",
     "RemoteError",
     "WorkerTerminatedError",

@@ -8,6 +8,12 @@ and keeps ``PREFETCH`` chunks queued at every other process; each result that
 comes back earns its sender the next chunk. Root computes chunks too,
 item by item, and between items hands out chunks to processes that finished.
 When no chunk is left root sends every process ``None`` to end the map.
+
+With ``capture`` (the maps of a ``ClientServerRunner``), an exception in
+``func`` does not escape on the process that ran it: the block's result is a
+:class:`TaskFailure`, every process finishes the map as usual (a dynamic map
+hands out no more chunks), and root raises it as a ``RemoteError`` naming the
+rank that ran the failing block.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _progress, semantics
+from . import _progress, _remote, semantics
 from ._tags import CollTag, Space
 
 if TYPE_CHECKING:
@@ -33,6 +39,23 @@ class _NoBlock:
     """Stands for the result of an empty block (``func`` skips empty blocks)."""
 
 
+class TaskFailure:
+    """A block whose ``func`` raised, as its result travels back to root."""
+
+    __slots__ = ("rank", "report")
+
+    def __init__(self, rank: int, report: dict[str, Any]) -> None:
+        self.rank = rank
+        self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskFailure, (self.rank, self.report))
+
+    def error(self) -> Exception:
+        """The ``RemoteError`` root raises for it."""
+        return _remote.rebuild(self.rank, self.report)
+
+
 def run_map(
     par: Parallelizer,
     func: Callable[[Any], Any],
@@ -42,31 +65,56 @@ def run_map(
     schedule: str,
     chunksize: int | None,
     progress: bool,
+    *,
+    capture: bool = False,
 ) -> Any:
-    """The body of :meth:`Parallelizer.map` once its arguments are checked."""
+    """The body of :meth:`Parallelizer.map` once its arguments are checked.
+
+    With ``capture``, exceptions in ``func`` come back to root as
+    ``RemoteError`` (see the module docstring).
+    """
     on_root = par.id == root
     bar = None
     if on_root:
         semantics.check_sequence(data, "data")
         bar = _progress.open_bar(len(data), progress)
     try:
+        compute = _computer(par.id, func, vectorized, capture)
         if par.nprocs == 1:
-            return _apply_local(func, semantics.root_block(data, 0, len(data)), vectorized, bar)
+            result = compute(semantics.root_block(data, 0, len(data)), bar)
+            _raise_failures([result])
+            return semantics.join_map_results([] if result is _NoBlock else [result], vectorized)
         if schedule == "dynamic":
             if on_root:
-                return _dynamic_root(par, func, data, root, vectorized, chunksize, bar)
-            return _dynamic_worker(par, func, root, vectorized)
-        return _static(par, func, data, root, vectorized, progress, bar)
+                return _dynamic_root(par, compute, data, root, vectorized, chunksize, bar)
+            return _dynamic_worker(par, compute, root)
+        return _static(par, compute, data, root, vectorized, progress, bar)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _apply_local(func: Callable[[Any], Any], block: Any, vectorized: bool, bar: _progress.Bar | None) -> Any:
-    """Applies ``func`` to one process's whole block and joins the result."""
-    result = _apply_block(func, block, vectorized, bar)
-    parts = [] if result is _NoBlock else [result]
-    return semantics.join_map_results(parts, vectorized)
+Compute = Callable[[Sequence[Any], "_progress.Bar | None"], Any]
+
+
+def _computer(rank: int, func: Callable[[Any], Any], vectorized: bool, capture: bool) -> Compute:
+    """Applies ``func`` to a block; with ``capture``, a raise becomes a :class:`TaskFailure`."""
+
+    def compute(block: Sequence[Any], bar: _progress.Bar | None) -> Any:
+        if not capture:
+            return _apply_block(func, block, vectorized, bar)
+        try:
+            return _apply_block(func, block, vectorized, bar)
+        except Exception as exc:
+            return TaskFailure(rank, _remote.report(exc))
+
+    return compute
+
+
+def _raise_failures(results: Sequence[Any]) -> None:
+    for result in results:
+        if isinstance(result, TaskFailure):
+            raise result.error()
 
 
 def _apply_block(func: Callable[[Any], Any], block: Sequence[Any], vectorized: bool, bar: _progress.Bar | None) -> Any:
@@ -88,7 +136,7 @@ def _apply_block(func: Callable[[Any], Any], block: Sequence[Any], vectorized: b
 
 def _static(
     par: Parallelizer,
-    func: Callable[[Any], Any],
+    compute: Compute,
     data: Any,
     root: int,
     vectorized: bool,
@@ -96,7 +144,7 @@ def _static(
     bar: _progress.Bar | None,
 ) -> Any:
     block = par.scatter(data, root)
-    local = _apply_block(func, block, vectorized, bar)
+    local = compute(block, bar)
     if not progress:
         parts = par._gather_list(local, root)
     elif par.id != root:
@@ -117,12 +165,13 @@ def _static(
             bar.update(stop - start)
     if parts is None:
         return None
+    _raise_failures(parts)
     return semantics.join_map_results([part for part in parts if part is not _NoBlock], vectorized)
 
 
 def _dynamic_root(
     par: Parallelizer,
-    func: Callable[[Any], Any],
+    compute: Compute,
     data: Any,
     root: int,
     vectorized: bool,
@@ -133,22 +182,24 @@ def _dynamic_root(
     results: list[Any] = [None] * len(chunks)
     next_chunk = 0
     in_flight = 0
+    failed = False
 
     def hand_out(rank: int) -> None:
         nonlocal next_chunk, in_flight
-        if next_chunk < len(chunks):
+        if next_chunk < len(chunks) and not failed:
             start, stop = chunks[next_chunk]
             par._send((next_chunk, semantics.take_block(data, start, stop)), rank, CollTag.MAP_TASK, Space.COLL)
             next_chunk += 1
             in_flight += 1
 
     def collect(block: bool) -> bool:
-        nonlocal in_flight
+        nonlocal in_flight, failed
         got = par._recv_any(CollTag.MAP_RESULT, Space.COLL, block)
         if got is None:
             return False
         source, (index, result) = got
         results[index] = result
+        failed = failed or isinstance(result, TaskFailure)
         in_flight -= 1
         if bar is not None:
             start, stop = chunks[index]
@@ -160,54 +211,61 @@ def _dynamic_root(
     for _ in range(PREFETCH):
         for rank in others:
             hand_out(rank)
-    while next_chunk < len(chunks):
+    while next_chunk < len(chunks) and not failed:
         while collect(block=False):
             pass
-        if next_chunk >= len(chunks):
+        if next_chunk >= len(chunks) or failed:
             break
         index = next_chunk
         next_chunk += 1
         start, stop = chunks[index]
-        results[index] = _root_chunk(func, semantics.root_block(data, start, stop), vectorized, bar, collect)
+        results[index] = _root_chunk(compute, semantics.root_block(data, start, stop), vectorized, bar, collect)
+        failed = failed or isinstance(results[index], TaskFailure)
     while in_flight:
         collect(block=True)
     for rank in others:
         par._send(None, rank, CollTag.MAP_TASK, Space.COLL)
+    _raise_failures(results)
     return semantics.join_map_results(results, vectorized)
 
 
 def _root_chunk(
-    func: Callable[[Any], Any],
+    compute: Compute,
     items: Sequence[Any],
     vectorized: bool,
     bar: _progress.Bar | None,
     collect: Callable[[bool], bool],
 ) -> Any:
-    """Computes one chunk on root, item by item.
+    """Computes one chunk on root, in slices of items.
 
-    Between items, every ``POLL_INTERVAL`` seconds, root collects the chunks
-    other processes finished and hands them new ones.
+    Between slices (about every ``POLL_INTERVAL`` seconds) root collects the
+    chunks other processes finished and hands them new ones.
     """
     if vectorized:
-        return _apply_block(func, items, True, bar)
-    results = []
-    deadline = time.perf_counter() + POLL_INTERVAL
-    for item in items:
-        results.append(func(item))
-        if bar is not None:
-            bar.update(1)
-        if time.perf_counter() >= deadline:
+        return compute(items, bar)
+    results: list[Any] = []
+    step = 1
+    start = 0
+    while start < len(items):
+        began = time.perf_counter()
+        part = compute(items[start : start + step], bar)
+        if isinstance(part, TaskFailure):
+            return part
+        results.extend(part)
+        start += step
+        elapsed = time.perf_counter() - began
+        if elapsed >= POLL_INTERVAL:
             while collect(False):
                 pass
-            deadline = time.perf_counter() + POLL_INTERVAL
+        # aim each slice at POLL_INTERVAL: few clock reads for tiny items
+        step = max(1, min(2 * step, int(step * POLL_INTERVAL / elapsed) if elapsed else 2 * step))
     return results
 
 
-def _dynamic_worker(par: Parallelizer, func: Callable[[Any], Any], root: int, vectorized: bool) -> None:
+def _dynamic_worker(par: Parallelizer, compute: Compute, root: int) -> None:
     while True:
         task = par._recv(root, CollTag.MAP_TASK, Space.COLL)
         if task is None:
             return None
         index, items = task
-        result = func(items) if vectorized else list(map(func, items))
-        par._send((index, result), root, CollTag.MAP_RESULT, Space.COLL)
+        par._send((index, compute(items, None)), root, CollTag.MAP_RESULT, Space.COLL)

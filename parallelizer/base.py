@@ -346,6 +346,10 @@ class Parallelizer(abc.ABC):
         semantics.check_bool(progress, "progress")
         return _map.run_map(self, func, data, root, vectorized, schedule, chunksize, progress)
 
+    def serve(self) -> None:
+        """Serves a ``ClientServerRunner`` client (only on its servers)."""
+        raise RuntimeError("serve() is only available on the servers of a ClientServerRunner")
+
     # ------------------------------------------------------------------
     # point to point
 

@@ -281,3 +281,30 @@ def test_nested_run_is_refused(par3):
     with pytest.raises(RuntimeError, match="inside run"):
         par3.run(body)
     assert_usable(par3)
+
+
+# ------------------------------------------------------------------ client/server
+
+
+def _die_in_task(x):
+    from parallelizer import Parallelizer
+
+    # the first chunks go to the servers (prefetch), so a server gets item 3
+    if x >= 3 and not Parallelizer.lookup(None).on_main:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def _client_of_dying_server(parallelizer=None):
+    return parallelizer.map(_die_in_task, range(8), schedule="dynamic", chunksize=1)
+
+
+def test_server_dying_in_a_task_is_worker_terminated(par3):
+    from parallelizer import ClientServerRunner
+
+    with pytest.raises(WorkerTerminatedError) as info:
+        ClientServerRunner(_client_of_dying_server, parallelizer=par3).run()
+    assert info.value.rank in (1, 2) and info.value.signal == "SIGKILL"
+    assert_usable(par3)
+    runner = ClientServerRunner(lambda parallelizer: parallelizer.map(abs, range(-3, 3)), parallelizer=par3)
+    assert runner.run() == [3, 2, 1, 0, 1, 2]

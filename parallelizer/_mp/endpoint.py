@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from .. import _pickling
+from .. import _pickling, _remote
 from .._codec import Encoded, allocate_array, allocate_bytes, encode, raw_bytes
 from ..errors import DeadlockError, RemoteError, WorkerTerminatedError
 from . import cma, wire
@@ -624,9 +624,4 @@ def _print_to_stdout(text: str) -> None:
 
 def remote_error(rank: int, body: Any) -> RemoteError:
     """Rebuilds the RemoteError a worker reported (the original as ``__cause__``)."""
-    info = _pickling.loads(body, f"the error report of rank {rank}")
-    error = RemoteError(rank, info["exc_type"], info["message"], info["traceback"])
-    if info.get("exception") is not None:
-        with contextlib.suppress(Exception):
-            error.__cause__ = _pickling.loads(info["exception"], "the remote exception")
-    return error
+    return _remote.rebuild(rank, _pickling.loads(body, f"the error report of rank {rank}"))

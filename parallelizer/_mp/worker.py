@@ -20,10 +20,9 @@ import signal
 import socket
 import sys
 import threading
-import traceback
 from typing import Any
 
-from .. import _context, _pickling
+from .. import _context, _pickling, _remote
 from . import wire
 from .endpoint import EXIT_ORPHANED, Endpoint, RunAborted, exit_now
 from .launch import spawn_args
@@ -84,20 +83,8 @@ def _run_one(endpoint: Endpoint, view: Any, command: Any) -> None:
 
 
 def error_report(exc: BaseException) -> bytes:
-    """What main needs to raise a RemoteError for ``exc``."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    pickled: bytes | None
-    try:
-        pickled = _pickling.dumps(exc, "the exception")
-        _pickling.loads(pickled, "the exception")  # main must be able to rebuild it
-    except Exception:
-        pickled = None
-    kind = type(exc)
-    name = (
-        kind.__qualname__ if kind.__module__ in ("builtins", "__main__") else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    report = {"exc_type": name, "message": str(exc), "traceback": text, "exception": pickled}
-    return _pickling.dumps(report, "the error report")
+    """What main needs to raise a RemoteError for ``exc``, as bytes."""
+    return _pickling.dumps(_remote.report(exc), "the error report")
 
 
 def _guard_parent(lifeline: int, parent: int, deathsig: bool) -> None:

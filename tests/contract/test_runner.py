@@ -1,0 +1,257 @@
+"""ClientServerRunner on every backend: main runs the client, the others serve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parallelizer import ClientServerRunner, Parallelizer, RemoteError
+
+STATE: dict[str, object] = {}  # per process: what a custom server set up
+
+
+def _square(x):
+    return x * x
+
+
+def _scaled(x):
+    return STATE["scale"] * x
+
+
+def _run(par, client, *args, server=None, **kwargs):
+    result = ClientServerRunner(client, server=server, parallelizer=par).run(*args, **kwargs)
+    if not par.on_main:
+        assert result is None
+    return result
+
+
+def _maps_client(n, parallelizer=None):
+    assert isinstance(parallelizer, Parallelizer) and parallelizer.on_main
+    assert Parallelizer.lookup(None) is parallelizer
+    return (
+        parallelizer.map(_square, range(n)),
+        parallelizer.map(_square, list(range(n)), schedule="dynamic"),
+        parallelizer.map(_square, np.arange(n), schedule="dynamic", chunksize=3),
+        parallelizer.map(lambda block: block + 1, np.arange(n), vectorized=True),
+        list(parallelizer.map(_square, (x for x in range(5)))),  # any iterable, like builtin map
+    )
+
+
+def test_map_through_the_runner(par):
+    result = _run(par, _maps_client, 23)
+    if par.on_main:
+        static, dynamic, chunked, vectorized, from_generator = result
+        assert static == dynamic == [x * x for x in range(23)]
+        assert chunked == [x * x for x in range(23)]
+        np.testing.assert_array_equal(vectorized, np.arange(1, 24))
+        assert from_generator == [0, 1, 4, 9, 16]
+
+
+def _repeated_client(parallelizer=None):
+    return [sum(parallelizer.map(_square, range(k))) for k in range(15)]
+
+
+def test_many_maps_in_one_client(par):
+    result = _run(par, _repeated_client)
+    if par.on_main:
+        assert result == [sum(x * x for x in range(k)) for k in range(15)]
+
+
+def _collectives_client(parallelizer=None):
+    value = parallelizer.broadcast({"x": 1})
+    block = parallelizer.scatter(np.arange(10))
+    parallelizer.barrier()
+    return value, block, parallelizer.gather(np.arange(3)), parallelizer.reduce(5, op="max"), parallelizer.allgather(7)
+
+
+def test_client_collectives_with_default_servers(par):
+    result = _run(par, _collectives_client)
+    if par.on_main:
+        value, block, gathered, reduced, allgathered = result
+        assert value == {"x": 1}
+        np.testing.assert_array_equal(block, np.array_split(np.arange(10), par.nprocs)[0])
+        np.testing.assert_array_equal(gathered, np.arange(3))  # main's object alone
+        assert reduced == 5 and allgathered == [7]
+
+
+def _setup_server(parallelizer=None):
+    assert Parallelizer.lookup(None) is parallelizer and not parallelizer.on_main
+    STATE["scale"] = parallelizer.broadcast(None)  # the client's set-up
+    STATE["block"] = parallelizer.scatter(None)
+    parallelizer.serve()
+
+
+def _setup_client(parallelizer=None):
+    STATE["scale"] = 10
+    parallelizer.broadcast(10)
+    mine = parallelizer.scatter(list(range(parallelizer.nprocs * 2)))
+    return parallelizer.map(_scaled, range(12), schedule="dynamic"), mine
+
+
+def test_custom_server_sets_up_then_serves(par):
+    result = _run(par, _setup_client, server=_setup_server)
+    if par.on_main:
+        mapped, mine = result
+        assert mapped == [10 * x for x in range(12)]
+        assert mine == [0, 1]
+
+
+def _short_server(parallelizer=None):
+    STATE["scale"] = parallelizer.broadcast(None)  # returns without serve(): the default loop takes over
+
+
+def test_server_that_returns_early_is_served_by_the_default_loop(par):
+    result = _run(par, _setup_client, server=_short_server_with_scatter)
+    if par.on_main:
+        assert result[0] == [10 * x for x in range(12)]
+
+
+def _short_server_with_scatter(parallelizer=None):
+    STATE["scale"] = parallelizer.broadcast(None)
+
+
+def _failing_tasks_client(parallelizer=None):
+    outcomes = []
+    for schedule in ("static", "dynamic"):
+        try:
+            parallelizer.map(lambda x: 1 // (x - 7), range(20), schedule=schedule)
+        except RemoteError as err:
+            outcomes.append((err.exc_type, isinstance(err.__cause__, ZeroDivisionError), err.rank >= 0))
+    outcomes.append(parallelizer.map(_square, range(6)))  # the servers kept serving
+    return outcomes
+
+
+def test_task_errors_reach_the_client_and_servers_keep_serving(par):
+    result = _run(par, _failing_tasks_client)
+    if par.on_main:
+        assert result == [("ZeroDivisionError", True, True)] * 2 + [[0, 1, 4, 9, 16, 25]]
+
+
+def _raising_client(parallelizer=None):
+    parallelizer.map(_square, range(4))
+    raise KeyError("client gives up")
+
+
+def test_client_exception_is_raised_and_servers_stop(par):
+    if par.on_main:
+        with pytest.raises(KeyError, match="client gives up"):
+            ClientServerRunner(_raising_client, parallelizer=par).run()
+    else:
+        assert ClientServerRunner(_raising_client, parallelizer=par).run() is None
+    assert _run(par, _maps_client, 3) is None or par.on_main  # still usable
+
+
+def _broken_server(parallelizer=None):
+    raise OSError("server set-up failed")
+
+
+def _patient_client(parallelizer=None):
+    failed, results = [], []
+    while len(results) < 2:  # each failed server is reported once, at some call
+        try:
+            results.append(parallelizer.map(_square, range(4)))  # served by the default loop anyway
+        except RemoteError as err:
+            assert err.exc_type == "OSError" and "server set-up failed" in str(err)
+            failed.append(err.rank)
+    return results, failed
+
+
+def _failed_ranks(error):
+    """The ranks a RemoteError from run() names: its own and those in its notes."""
+    notes = getattr(error, "__notes__", [])
+    return [error.rank] + [int(note.split()[2]) for note in notes if note.startswith("server rank")]
+
+
+def _run_collecting(par, client, server):
+    """Runs; returns the client's result and the ranks run() itself reported."""
+    try:
+        return _run(par, client, server=server), []
+    except RemoteError as err:
+        return None, _failed_ranks(err)
+
+
+def test_server_error_outside_tasks_is_reported_to_the_client(par):
+    outcome, at_the_end = _run_collecting(par, _patient_client, _broken_server)
+    if par.on_main:
+        if outcome is not None:
+            results, failed = outcome
+            assert results == [[0, 1, 4, 9]] * 2
+        else:  # the client saw none before returning: run() reported them all
+            failed = []
+        assert sorted(failed + at_the_end) == list(range(1, par.nprocs))
+
+
+def _quiet_client(parallelizer=None):
+    return "done"
+
+
+def test_server_error_is_raised_when_the_client_never_looks(par):
+    if par.nprocs == 1:
+        assert _run(par, _quiet_client, server=_broken_server) == "done"  # no servers at all
+        return
+    if par.on_main:
+        with pytest.raises(RemoteError, match="server set-up failed") as info:
+            ClientServerRunner(_quiet_client, server=_broken_server, parallelizer=par).run()
+        assert info.value.rank >= 1
+    else:
+        ClientServerRunner(_quiet_client, server=_broken_server, parallelizer=par).run()
+
+
+def _mismatched_server(parallelizer=None):
+    parallelizer.broadcast(None)  # but the client maps first
+
+
+def _mapping_client(parallelizer=None):
+    failures = []
+    while True:
+        try:
+            return parallelizer.map(_square, range(5)), failures
+        except RemoteError as err:
+            failures.append(err.rank)
+
+
+def test_mismatched_server_call_is_reported(par):
+    outcome, at_the_end = _run_collecting(par, _mapping_client, _mismatched_server)
+    if par.on_main:
+        if outcome is not None:
+            result, failed = outcome
+            assert result == [0, 1, 4, 9, 16]  # the map was served anyway
+        else:
+            failed = []
+        assert sorted(failed + at_the_end) == list(range(1, par.nprocs))
+
+
+def _bad_root_client(parallelizer=None):
+    with pytest.raises(ValueError, match="root must be 0"):
+        parallelizer.broadcast(1, root=parallelizer.nprocs - 1) if parallelizer.nprocs > 1 else parallelizer.gather(
+            1, root=1
+        )
+    with pytest.raises(TypeError, match="func"):
+        parallelizer.map(3, [1])
+    with pytest.raises(RuntimeError, match="serve"):
+        parallelizer.serve()
+    return True
+
+
+def test_client_argument_checks(par):
+    if par.nprocs == 1:
+        return  # root 1 does not exist: nothing to check beyond the contract suite
+    assert _run(par, _bad_root_client) in (True, None)
+
+
+def _progress_client(parallelizer=None):
+    return parallelizer.map(_square, range(40), schedule="dynamic", progress=True)
+
+
+def test_progress_bar_in_the_client(par, capsys):
+    result = _run(par, _progress_client)
+    if par.on_main:
+        assert result == [x * x for x in range(40)]
+        assert "40/40" in capsys.readouterr().err
+
+
+def test_runner_checks_its_arguments():
+    with pytest.raises(TypeError, match="client"):
+        ClientServerRunner(3)
+    with pytest.raises(TypeError, match="server"):
+        ClientServerRunner(_quiet_client, server="no")
