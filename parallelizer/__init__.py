@@ -3,6 +3,17 @@
 Functions take ``parallelizer=None`` and call ``Parallelizer.lookup`` on it,
 so they run serially by default, in parallel under ``mpiexec``, and with
 whatever parallelizer a caller passes. See ``README.md`` for a tour.
+
+Example:
+    >>> from parallelizer import MultiprocessingParallelizer, Parallelizer
+    >>> def mean_square(values, parallelizer=None):
+    ...     par = Parallelizer.lookup(parallelizer)
+    ...     block = par.scatter(values if par.on_main else None)  # this process's share
+    ...     return par.allreduce(sum(v * v for v in block)) / len(values)
+    >>> mean_square([1, 2, 3, 4])  # serial
+    7.5
+    >>> MultiprocessingParallelizer(nprocs=2).run(mean_square, [1, 2, 3, 4])
+    7.5
 """
 
 from ._version import __version__

@@ -22,3 +22,4 @@ class CollTag(enum.IntEnum):
     MAP_TASK = 5
     MAP_RESULT = 6
     COMMAND = 7
+    DEBUG = 8

@@ -26,8 +26,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from . import _context, _map, semantics
+from . import _context, _env, _map, semantics
 from ._tags import CollTag, Space
+from .errors import CollectiveMismatchError
 
 __all__ = ["Parallelizer", "Space", "CollTag"]
 
@@ -52,8 +53,10 @@ class Parallelizer(abc.ABC):
         [1000]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug: bool | None = None) -> None:
         self._nesting = 0
+        self._debug = _env.debug_enabled() if debug is None else semantics.check_bool(debug, "debug")
+        self._collective_count = 0
 
     # ------------------------------------------------------------------
     # identity
@@ -72,6 +75,18 @@ class Parallelizer(abc.ABC):
     def on_main(self) -> bool:
         """True on the main process (rank 0)."""
         return self.id == 0
+
+    @property
+    def debug(self) -> bool:
+        """Whether collectives check that every process called the same one.
+
+        Set with ``debug=True`` or ``PARALLELIZER_DEBUG=1``. Each collective
+        then first exchanges a small signature (its number in the sequence of
+        collectives, its name, its root) and raises
+        :class:`~parallelizer.CollectiveMismatchError` on every process when
+        they differ, instead of deadlocking or mixing up data.
+        """
+        return self._debug
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id}, nprocs={self.nprocs})"
@@ -132,6 +147,7 @@ class Parallelizer(abc.ABC):
         if "parallelizer" in kwargs:
             raise TypeError("run() passes parallelizer= to func itself; remove it from the keyword arguments")
         with self:
+            self._collective_count = 0  # debug mode counts collectives per run
             return self._run(func, args, kwargs)
 
     def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -218,6 +234,8 @@ class Parallelizer(abc.ABC):
             {'step': 1}
         """
         root = semantics.check_rank(root, self.nprocs, "root")
+        if self._debug:
+            self._check_collective("broadcast", root)
         return self._bcast(obj, root)
 
     def scatter(self, data: Any, root: int = 0) -> Any:
@@ -242,9 +260,12 @@ class Parallelizer(abc.ABC):
             [0, 1, 2, 3]
         """
         root = semantics.check_rank(root, self.nprocs, "root")
+        if self.id == root:
+            semantics.check_sequence(data, "data")
+        if self._debug:
+            self._check_collective("scatter", root)
         if self.id != root:
             return self._scatter(None, None, root)
-        semantics.check_sequence(data, "data")
         return self._scatter(data, semantics.block_bounds(len(data), self.nprocs), root)
 
     def gather(self, obj: Any, root: int = 0) -> Any:
@@ -261,10 +282,14 @@ class Parallelizer(abc.ABC):
             [7]
         """
         root = semantics.check_rank(root, self.nprocs, "root")
+        if self._debug:
+            self._check_collective("gather", root)
         return self._gather(obj, root)
 
     def allgather(self, obj: Any) -> Any:
         """Returns on every process what :meth:`gather` gives root."""
+        if self._debug:
+            self._check_collective("allgather", None)
         return self._allgather(obj)
 
     def reduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", root: int = 0) -> Any:
@@ -286,15 +311,21 @@ class Parallelizer(abc.ABC):
         """
         func = semantics.resolve_op(op)
         root = semantics.check_rank(root, self.nprocs, "root")
+        if self._debug:
+            self._check_collective("reduce", root)
         return self._reduce(obj, op, func, root)
 
     def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum") -> Any:
         """Like :meth:`reduce`, with the result on every process."""
         func = semantics.resolve_op(op)
+        if self._debug:
+            self._check_collective("allreduce", None)
         return self._allreduce(obj, op, func)
 
     def barrier(self) -> None:
         """Returns when every process of the group has called it."""
+        if self._debug:
+            self._check_collective("barrier", None)
         self._barrier()
 
     def wait(self) -> None:
@@ -344,7 +375,35 @@ class Parallelizer(abc.ABC):
         semantics.check_schedule(schedule)
         chunksize = semantics.check_chunksize(chunksize)
         semantics.check_bool(progress, "progress")
+        if self.id == root:
+            semantics.check_sequence(data, "data")
+        if self._debug:
+            self._check_collective(f"map(schedule={schedule!r})", root)
         return _map.run_map(self, func, data, root, vectorized, schedule, chunksize, progress)
+
+    # ------------------------------------------------------------------
+    # collective-mismatch detection (debug mode)
+
+    def _check_collective(self, name: str, root: int | None) -> None:
+        """Raises CollectiveMismatchError unless every process calls the same collective now."""
+        self._collective_count += 1
+        mine = (self._collective_count, name, root)
+        signatures = self._exchange_signatures(mine)
+        if any(signature != mine for signature in signatures):
+            raise CollectiveMismatchError(_describe_mismatch(signatures))
+
+    def _exchange_signatures(self, mine: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Every process's signature, in rank order (rank 0 collects and sends back)."""
+        if self.nprocs == 1:
+            return [mine]
+        if self.id != 0:
+            self._send(mine, 0, CollTag.DEBUG, Space.COLL)
+            signatures: list[tuple[Any, ...]] = self._recv(0, CollTag.DEBUG, Space.COLL)
+            return signatures
+        collected = [mine] + [self._recv(rank, CollTag.DEBUG, Space.COLL) for rank in range(1, self.nprocs)]
+        for rank in range(1, self.nprocs):
+            self._send(collected, rank, CollTag.DEBUG, Space.COLL)
+        return collected
 
     def serve(self) -> None:
         """Serves a ``ClientServerRunner`` client (only on its servers)."""
@@ -436,3 +495,24 @@ class Parallelizer(abc.ABC):
         from . import registry
 
         return registry.get_default()
+
+
+def _describe_mismatch(signatures: list[tuple[Any, ...]]) -> str:
+    """``collective #5: rank 0 called gather(root=0); rank 1 called broadcast(root=0)``."""
+
+    def call(signature: tuple[Any, ...]) -> str:
+        number, name, root = signature
+        where = "" if root is None else f"root={root}"
+        label = name if "(" in name else f"{name}({where})"
+        if "(" in name and root is not None:
+            label = f"{name[:-1]}, {where})"
+        return f"{label} as collective #{number}"
+
+    groups: dict[str, list[int]] = {}
+    for rank, signature in enumerate(signatures):
+        groups.setdefault(call(signature), []).append(rank)
+    parts = [
+        f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))} called {text}"
+        for text, ranks in groups.items()
+    ]
+    return "processes called different collectives: " + "; ".join(parts)

@@ -27,7 +27,21 @@ python -m parallelizer [-n N] script.py [args ...]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point of ``python -m parallelizer`` and of the ``parallelizer`` command.
+
+    Args:
+        argv: The arguments after the program name; default ``sys.argv[1:]``.
+
+    Returns:
+        The exit status (``-n`` replaces the process with ``mpiexec`` instead).
+
+    Example:
+        >>> from parallelizer.cli import main
+        >>> main(["info"])  # doctest: +ELLIPSIS
+        parallelizer ...
+        lookup(None) ...
+        0
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="python -m parallelizer",
@@ -62,6 +76,16 @@ def run_script(path: str, args: Sequence[str]) -> None:
 
     An exception escaping the script aborts the MPI job (or, without MPI,
     exits with status 1) after printing the traceback with the rank.
+
+    Args:
+        path: The script.
+        args: Its command-line arguments.
+
+    Example:
+        ``mpiexec -n 4 python -m parallelizer simulate.py --steps 10`` calls,
+        on every rank::
+
+            run_script("simulate.py", ["--steps", "10"])
     """
     if not os.path.exists(path):
         sys.stderr.write(f"python -m parallelizer: can't open file {path!r}: no such file\n")
@@ -79,7 +103,24 @@ def run_script(path: str, args: Sequence[str]) -> None:
 
 
 def launch(nprocs: int, script: str, args: Sequence[str]) -> int:
-    """Runs ``script`` on ``nprocs`` ranks through the installed MPI's mpiexec."""
+    """Runs ``script`` on ``nprocs`` ranks through the installed MPI's mpiexec.
+
+    Replaces this process with ``mpiexec [flags] -n nprocs python -m
+    parallelizer script args...`` (see :func:`launcher_flags`).
+
+    Args:
+        nprocs: The number of ranks.
+        script: The script every rank runs.
+        args: Its command-line arguments.
+
+    Returns:
+        2 when no ``mpiexec`` was found; otherwise it does not return.
+
+    Example:
+        ``python -m parallelizer -n 4 simulate.py --steps 10`` calls::
+
+            launch(4, "simulate.py", ["--steps", "10"])
+    """
     mpiexec = runtime.find_mpiexec()
     if mpiexec is None:
         sys.stderr.write(f"python -m parallelizer: no mpiexec found; install one with: {runtime.INSTALL_HINT}\n")
@@ -92,7 +133,22 @@ def launch(nprocs: int, script: str, args: Sequence[str]) -> int:
 
 
 def launcher_flags(mpiexec: str, nprocs: int) -> list[str]:
-    """Flags Open MPI's mpiexec needs to run as root or on more ranks than cores."""
+    """Flags Open MPI's mpiexec needs to run as root or on more ranks than cores.
+
+    Args:
+        mpiexec: Path of the ``mpiexec`` that will launch.
+        nprocs: The number of ranks.
+
+    Returns:
+        ``--allow-run-as-root`` (as root) and ``--oversubscribe`` (more ranks
+        than cores) for Open MPI; nothing for other MPI libraries.
+
+    Example:
+        Open MPI, as root, 8 ranks on a 4-core machine::
+
+            >>> launcher_flags("/usr/bin/mpiexec", 8)  # doctest: +SKIP
+            ['--allow-run-as-root', '--oversubscribe']
+    """
     if runtime.mpiexec_flavor(mpiexec) != "openmpi":
         return []
     flags = []
@@ -104,7 +160,17 @@ def launcher_flags(mpiexec: str, nprocs: int) -> list[str]:
 
 
 def info() -> str:
-    """The versions, the MPI set-up, the backends, and what ``lookup(None)`` picks."""
+    """The versions, the MPI set-up, the backends, and what ``lookup(None)`` picks.
+
+    The text ``python -m parallelizer info`` prints.
+
+    Example:
+        >>> from parallelizer.cli import info
+        >>> print(info())  # doctest: +ELLIPSIS
+        parallelizer ...
+        mpiexec      ...
+        lookup(None) ...
+    """
     lines = [
         f"parallelizer {__version__}",
         f"python       {platform.python_version()} ({sys.executable})",

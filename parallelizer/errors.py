@@ -24,7 +24,13 @@ __all__ = [
 
 
 class ParallelizerError(Exception):
-    """Base class of every error raised by parallelizer itself."""
+    """Base class of every error raised by parallelizer itself.
+
+    Example:
+        >>> from parallelizer import ParallelizerError, RemoteError, SerializationError
+        >>> issubclass(RemoteError, ParallelizerError), issubclass(SerializationError, ParallelizerError)
+        (True, True)
+    """
 
 
 class RemoteError(ParallelizerError, RuntimeError):
@@ -37,11 +43,23 @@ class RemoteError(ParallelizerError, RuntimeError):
         remote_traceback: The remote traceback, formatted as text.
 
     Example:
+        A worker's exception, caught on main:
+
+        >>> from parallelizer import MultiprocessingParallelizer
+        >>> def job(parallelizer):
+        ...     if parallelizer.id == 1:
+        ...         raise ValueError("negative density")
+        ...     return parallelizer.gather(parallelizer.id)
         >>> try:
-        ...     raise RemoteError(2, "ValueError", "bad input", "Traceback ...")
+        ...     MultiprocessingParallelizer(nprocs=2).run(job)
         ... except RemoteError as err:
-        ...     (err.rank, err.exc_type)
-        (2, 'ValueError')
+        ...     print(err.rank, err.exc_type, repr(err.__cause__))
+        1 ValueError ValueError('negative density')
+
+        Built by hand, e.g. in a test:
+
+        >>> str(RemoteError(2, "ValueError", "bad input"))
+        'rank 2 raised ValueError: bad input'
     """
 
     def __init__(
@@ -59,7 +77,12 @@ class RemoteError(ParallelizerError, RuntimeError):
 
     @property
     def traceback(self) -> str:
-        """Alias of :attr:`remote_traceback`."""
+        """Alias of :attr:`remote_traceback`.
+
+        Example:
+            >>> RemoteError(1, "KeyError", "'x'", "Traceback (most recent call last): ...").traceback
+            'Traceback (most recent call last): ...'
+        """
         return self.remote_traceback
 
     def _headline(self) -> str:
@@ -85,6 +108,10 @@ def describe_exit(exitcode: int | None) -> str:
 
     Returns:
         A phrase such as ``"exit code 3"`` or ``"signal SIGKILL"``.
+
+    Example:
+        >>> describe_exit(3), describe_exit(-9), describe_exit(None)
+        ('exit code 3', 'signal SIGKILL', 'an unknown exit status')
     """
     if exitcode is None:
         return "an unknown exit status"
@@ -94,7 +121,12 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 def signal_name(signum: int) -> str:
-    """``9 -> "SIGKILL"``; the bare number for signals Python does not name."""
+    """``9 -> "SIGKILL"``; the bare number for signals Python does not name.
+
+    Example:
+        >>> signal_name(11), signal_name(200)
+        ('SIGSEGV', '200')
+    """
     try:
         return _signal.Signals(signum).name
     except ValueError:
@@ -137,6 +169,17 @@ class DeadlockError(ParallelizerError, RuntimeError):
     Raised when the process it waits for has already returned from ``func``
     (for example after calling one collective fewer than the others); the
     message names both ranks and the call that waits.
+
+    Example:
+        >>> from parallelizer import MultiprocessingParallelizer
+        >>> def job(parallelizer):
+        ...     if parallelizer.on_main:
+        ...         return parallelizer.recv(source=1)  # rank 1 never sends
+        >>> try:
+        ...     MultiprocessingParallelizer(nprocs=2).run(job)
+        ... except DeadlockError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        rank 0 waits in recv(source=1, tag=0) for rank(s) 1, which already returned from func ...
     """
 
 
@@ -144,7 +187,17 @@ class SerializationError(ParallelizerError, TypeError):
     """An object could not be pickled to be sent, or unpickled on arrival.
 
     The message says which object (``the object sent to rank 2``, ``func``
-    of ``run()``, ...) and why.
+    of ``run()``, ...) and why. Raised before anything is sent. A subclass of
+    ``TypeError``.
+
+    Example:
+        >>> import threading
+        >>> from parallelizer import SerialNonParallelizer
+        >>> try:
+        ...     SerialNonParallelizer().send(threading.Lock(), dest=0)
+        ... except SerializationError as err:
+        ...     print(str(err).split(" (")[0])
+        cannot pickle the object sent to rank 0
     """
 
 
@@ -153,4 +206,16 @@ class CollectiveMismatchError(ParallelizerError, RuntimeError):
 
     Raised only when mismatch detection is on (``PARALLELIZER_DEBUG=1`` or
     ``debug=True``); the message names both calls and their ranks.
+
+    Example:
+        >>> from parallelizer import MultiprocessingParallelizer
+        >>> def job(parallelizer):
+        ...     if parallelizer.on_main:
+        ...         return parallelizer.gather(0)
+        ...     parallelizer.broadcast(None)  # a bug: rank 1 calls another collective
+        >>> try:
+        ...     MultiprocessingParallelizer(nprocs=2, debug=True).run(job)
+        ... except CollectiveMismatchError as err:
+        ...     print(err)  # doctest: +ELLIPSIS
+        processes called different collectives: rank 0 called gather(root=0)...; rank 1 called broadcast(root=0)...
     """

@@ -52,6 +52,8 @@ class MultiprocessingParallelizer(Parallelizer):
             safe with threads, no ``__main__`` guard needed) or ``"fork"``
             (faster start; unsafe if main runs threads). The default can be
             set with ``PARALLELIZER_START_METHOD``.
+        debug: Check that every process calls the same collectives (see
+            :attr:`Parallelizer.debug`); default: ``PARALLELIZER_DEBUG``.
 
     Example:
         >>> import numpy as np
@@ -62,8 +64,10 @@ class MultiprocessingParallelizer(Parallelizer):
         [334, 333, 333]
     """
 
-    def __init__(self, nprocs: int | None = None, start_method: str | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self, nprocs: int | None = None, start_method: str | None = None, *, debug: bool | None = None
+    ) -> None:
+        super().__init__(debug=debug)
         self._nprocs = launch.usable_cpus() if nprocs is None else semantics.check_nprocs(nprocs)
         method = start_method if start_method is not None else (_env.start_method() or launch.DEFAULT_START_METHOD)
         if method not in launch.START_METHODS:
@@ -77,10 +81,12 @@ class MultiprocessingParallelizer(Parallelizer):
         _instances[self._token] = self
 
     @classmethod
-    def _worker_view(cls, token: str, rank: int, nprocs: int, endpoint: Endpoint) -> MultiprocessingParallelizer:
+    def _worker_view(
+        cls, token: str, rank: int, nprocs: int, endpoint: Endpoint, debug: bool
+    ) -> MultiprocessingParallelizer:
         """The parallelizer as a worker process sees it."""
         view = cls.__new__(cls)
-        Parallelizer.__init__(view)
+        Parallelizer.__init__(view, debug=debug)
         view._nprocs = nprocs
         view._start_method = "worker"
         view._rank = rank
@@ -122,7 +128,7 @@ class MultiprocessingParallelizer(Parallelizer):
     def _start(self) -> None:
         if self._endpoint is not None:
             return  # a worker's view is started for as long as the worker lives
-        group = Group(self._nprocs, self._start_method, self._token)
+        group = Group(self._nprocs, self._start_method, self._token, self._debug)
         group.start()
         self._group = group
 

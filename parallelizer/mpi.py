@@ -52,6 +52,9 @@ class MPIParallelizer(Parallelizer):
     Args:
         comm: An mpi4py intracommunicator; default ``MPI.COMM_WORLD``. A
             sub-communicator gives ``id`` and ``nprocs`` relative to it.
+        debug: Check that every rank calls the same collectives (see
+            :attr:`Parallelizer.debug`); default: ``PARALLELIZER_DEBUG``.
+            Must be the same on every rank.
 
     Raises:
         ImportError: mpi4py is not installed (says how to install it).
@@ -67,8 +70,8 @@ class MPIParallelizer(Parallelizer):
             # 6 on every rank
     """
 
-    def __init__(self, comm: Any = None) -> None:
-        super().__init__()
+    def __init__(self, comm: Any = None, *, debug: bool | None = None) -> None:
+        super().__init__(debug=debug)
         MPI = runtime.load()
         base = MPI.COMM_WORLD if comm is None else comm
         if not isinstance(base, MPI.Intracomm) or base == MPI.COMM_NULL:
@@ -80,6 +83,7 @@ class MPIParallelizer(Parallelizer):
         self._base = base
         self._comm = base.Dup()  # collectives and their own messages
         self._user = base.Dup()  # send/recv: never matches the collectives' traffic
+        self._checks = base.Dup() if self._debug else None  # debug mode's signature exchanges
         self._rank = self._comm.Get_rank()
         self._size = self._comm.Get_size()
         self._coll = _collectives.Collectives(self._comm)
@@ -176,6 +180,13 @@ class MPIParallelizer(Parallelizer):
 
     def _barrier(self) -> None:
         self._comm.Barrier()
+
+    def _exchange_signatures(self, mine: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        checks = self._checks
+        if checks is None:  # debug switched on after construction: no communicator of its own
+            return super()._exchange_signatures(mine)
+        signatures: list[tuple[Any, ...]] = checks.allgather(mine)
+        return signatures
 
 
 def MPI_world_rank() -> int | None:

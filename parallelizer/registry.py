@@ -28,6 +28,16 @@ from .base import Parallelizer
 __all__ = ["ENTRY_POINT_GROUP", "lookup", "register", "set_default", "get_default", "known_names", "explain"]
 
 ENTRY_POINT_GROUP = "parallelizer.backends"
+"""The entry-point group through which installed packages add backends.
+
+Example:
+    A package declares its backend in its ``setup.cfg``; once it is
+    installed, ``Parallelizer.lookup("mybackend")`` builds it::
+
+        [options.entry_points]
+        parallelizer.backends =
+            mybackend = mypackage.backend:MyParallelizer
+"""
 
 Factory = Callable[..., Parallelizer]
 
@@ -57,7 +67,16 @@ def _entry_points() -> dict[str, Any]:
 
 
 def known_names() -> list[str]:
-    """Every backend name ``lookup`` accepts, sorted."""
+    """Every backend name ``lookup`` accepts, sorted.
+
+    Built-in, registered with :func:`register`, and from installed packages
+    (the ``parallelizer.backends`` entry points).
+
+    Example:
+        >>> from parallelizer.registry import known_names
+        >>> {"mpi", "multiprocessing", "serial"} <= set(known_names())
+        True
+    """
     with _lock:
         names = set(_BUILTIN) | set(_registered)
     return sorted(names | set(_entry_points()))
@@ -89,6 +108,10 @@ def parse_spec(spec: str, where: str) -> tuple[str, dict[str, Any]]:
 
     Raises:
         ValueError: ``N`` is not a positive integer, or the name is empty.
+
+    Example:
+        >>> parse_spec("multiprocessing:4", "PARALLELIZER")
+        ('multiprocessing', {'nprocs': 4})
     """
     name, sep, count = spec.strip().partition(":")
     name = name.strip()
@@ -145,9 +168,25 @@ def lookup(key: Any = None, **options: Any) -> Parallelizer:
         TypeError: ``key`` is of another type, or options come with an instance.
 
     Example:
-        >>> from parallelizer import Parallelizer
+        >>> from parallelizer import Parallelizer, SerialNonParallelizer
         >>> Parallelizer.lookup("serial")
         SerialNonParallelizer(id=0, nprocs=1)
+        >>> Parallelizer.lookup("multiprocessing:3")  # not started until used
+        MultiprocessingParallelizer(id=0, nprocs=3)
+        >>> with SerialNonParallelizer() as par:
+        ...     Parallelizer.lookup() is par  # None: the innermost with block
+        True
+
+        A scientific function takes ``parallelizer=None`` and looks it up, so
+        it runs serially when simply called and in parallel when run on a group:
+
+        >>> def total(values, parallelizer=None):
+        ...     par = Parallelizer.lookup(parallelizer)
+        ...     return par.allreduce(sum(par.scatter(values if par.on_main else None)))
+        >>> total(range(10))
+        45
+        >>> Parallelizer.lookup("multiprocessing:2").run(total, range(10))
+        45
     """
     if isinstance(key, Parallelizer):
         if options:
@@ -191,7 +230,16 @@ def _automatic_choice() -> tuple[Parallelizer | str, dict[str, Any], str]:
 
 
 def explain() -> str:
-    """Says which backend ``lookup(None)`` would choose here, and why."""
+    """Says which backend ``lookup(None)`` would choose here, and why.
+
+    ``python -m parallelizer info`` prints it.
+
+    Example:
+        >>> from parallelizer import SerialNonParallelizer
+        >>> with SerialNonParallelizer():
+        ...     print(explain())
+        SerialNonParallelizer(id=0, nprocs=1), the innermost active with-block
+    """
     active = _context.current()
     if active is not None:
         return f"{active!r}, the innermost active with-block"
@@ -228,9 +276,23 @@ def register(name: str, factory: Factory) -> None:
 def set_default(par_or_name: Parallelizer | str | None) -> None:
     """Sets what ``lookup(None)`` returns when nothing else applies.
 
+    That is, outside any ``with`` block, when ``PARALLELIZER`` is not set and
+    no MPI launcher started this process.
+
     Args:
         par_or_name: A parallelizer, a registered name (``"name:N"``
             allowed), or ``None`` to go back to serial.
+
+    Raises:
+        ValueError: The name is unknown.
+        TypeError: ``par_or_name`` is of another type.
+
+    Example:
+        >>> from parallelizer import Parallelizer
+        >>> Parallelizer.set_default("multiprocessing:2")
+        >>> Parallelizer.get_default()
+        MultiprocessingParallelizer(id=0, nprocs=2)
+        >>> Parallelizer.set_default(None)  # back to serial
     """
     global _default
     given: object = par_or_name  # checked at run time whatever the annotation says
@@ -246,7 +308,18 @@ def set_default(par_or_name: Parallelizer | str | None) -> None:
 def get_default() -> Parallelizer:
     """The parallelizer set with :func:`set_default` (built if given by name).
 
-    ``SerialNonParallelizer`` when none was set.
+    ``SerialNonParallelizer`` when none was set. A default given by name is
+    built once and the same instance returned afterwards.
+
+    Example:
+        >>> from parallelizer import Parallelizer, SerialNonParallelizer
+        >>> mine = SerialNonParallelizer()
+        >>> Parallelizer.set_default(mine)
+        >>> Parallelizer.get_default() is mine
+        True
+        >>> Parallelizer.set_default(None)
+        >>> Parallelizer.get_default()
+        SerialNonParallelizer(id=0, nprocs=1)
     """
     with _lock:
         default = _default

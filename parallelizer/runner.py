@@ -38,23 +38,43 @@ class _SessionView(Parallelizer):
     """A parallelizer seen through a client/server session (wraps the real one)."""
 
     def __init__(self, inner: Parallelizer) -> None:
-        super().__init__()
+        # The client's commands already tell the servers what comes next: a
+        # server's call that does not match raises CollectiveMismatchError.
+        super().__init__(debug=False)
         self._inner = inner
         self._nesting = 1  # inside the inner parallelizer's run: started
 
     @property
     def id(self) -> int:
-        """This process's rank."""
+        """This process's rank (0 for the client).
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> ClientServerRunner(lambda parallelizer: parallelizer.id, parallelizer="serial").run()
+            0
+        """
         return self._inner.id
 
     @property
     def nprocs(self) -> int:
-        """The size of the group."""
+        """The size of the group, the client included.
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> ClientServerRunner(lambda parallelizer: parallelizer.nprocs, parallelizer="multiprocessing:2").run()
+            2
+        """
         return self._inner.nprocs
 
     @property
     def inner(self) -> Parallelizer:
-        """The parallelizer the runner runs on."""
+        """The parallelizer the runner runs on.
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> ClientServerRunner(lambda parallelizer: parallelizer.inner, parallelizer="serial").run()
+            SerialNonParallelizer(id=0, nprocs=1)
+        """
         return self._inner
 
     def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
@@ -77,7 +97,22 @@ class _SessionView(Parallelizer):
 
 
 class ClientView(_SessionView):
-    """The parallelizer the client gets: main alone calls the collectives."""
+    """The parallelizer the client gets: main alone calls the collectives.
+
+    ``map``, ``broadcast``, ``scatter`` and ``barrier`` involve the servers
+    (root 0 only); ``gather``, ``allgather``, ``reduce`` and ``allreduce``
+    return main's own object alone, since the servers contribute nothing.
+    It has a ``map``, so it can be passed where a pool is expected
+    (``pool=`` of emcee, ``workers=view.map`` of scipy).
+
+    Example:
+        >>> from parallelizer import ClientServerRunner
+        >>> def client(parallelizer=None):
+        ...     scale = parallelizer.broadcast(10)  # the servers receive it too
+        ...     return parallelizer.map(lambda x: scale * x, [1, 2, 3])
+        >>> ClientServerRunner(client, parallelizer="multiprocessing:2").run()
+        [10, 20, 30]
+    """
 
     def __init__(self, inner: Parallelizer) -> None:
         super().__init__(inner)
@@ -146,6 +181,17 @@ class ClientView(_SessionView):
         ``data`` may be any iterable (like the builtin ``map``). An exception
         in ``func`` is raised here as ``RemoteError``, naming the rank that ran
         the item; every process stays ready for the next call.
+
+        Example:
+            >>> from parallelizer import ClientServerRunner, RemoteError
+            >>> def client(parallelizer=None):
+            ...     squares = parallelizer.map(lambda x: x * x, range(5), schedule="dynamic")
+            ...     try:
+            ...         parallelizer.map(lambda x: 1 / x, [1, 0])
+            ...     except RemoteError as err:
+            ...         return squares, err.exc_type
+            >>> ClientServerRunner(client, parallelizer="multiprocessing:2").run()
+            ([0, 1, 4, 9, 16], 'ZeroDivisionError')
         """
         semantics.check_callable(func, "func")
         self._root_zero(semantics.check_rank(root, self.nprocs, "root"))
@@ -162,15 +208,34 @@ class ClientView(_SessionView):
         return _map.run_map(self._inner, func, data, 0, vectorized, schedule, chunksize, progress, capture=True)
 
     def serve(self) -> None:
-        """Only servers serve."""
+        """Only servers serve: raises ``RuntimeError`` on the client.
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> def client(parallelizer=None):
+            ...     parallelizer.serve()
+            >>> ClientServerRunner(client, parallelizer="serial").run()
+            Traceback (most recent call last):
+            ...
+            RuntimeError: serve() is called on the servers of a ClientServerRunner, not by the client
+        """
         raise RuntimeError("serve() is called on the servers of a ClientServerRunner, not by the client")
 
     def stop_servers(self) -> list[tuple[int, Any]]:
         """Ends the servers' loops.
 
+        ``ClientServerRunner.run`` calls it when the client has returned or
+        raised; the client itself does not need to.
+
         Returns:
             ``(rank, report)`` of every server that failed outside a task and
             whose failure the client has not seen yet.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> with SerialNonParallelizer() as par:
+            ...     ClientView(par).stop_servers()
+            []
         """
         if self._stopped:
             return []
@@ -189,7 +254,23 @@ class ClientView(_SessionView):
 
 
 class ServerView(_SessionView):
-    """The parallelizer a server gets: it takes part in the client's calls."""
+    """The parallelizer a server gets: it takes part in the client's calls.
+
+    A custom ``server`` receives it; it may do its own set-up, take part in
+    the client's calls explicitly (``broadcast``, ``scatter``, ``barrier``,
+    ``map`` in the client's order), and call :meth:`serve` for the rest.
+
+    Example:
+        >>> from parallelizer import ClientServerRunner
+        >>> def client(parallelizer=None):
+        ...     parallelizer.broadcast({"model": "ising"})
+        ...     return parallelizer.map(abs, [-1, -2, -3])
+        >>> def server(parallelizer=None):
+        ...     settings = parallelizer.broadcast(None)  # the client's first call
+        ...     parallelizer.serve()  # then the default loop: the map
+        >>> ClientServerRunner(client, server, parallelizer="multiprocessing:2").run()
+        [1, 2, 3]
+    """
 
     def __init__(self, inner: Parallelizer) -> None:
         super().__init__(inner)
@@ -253,7 +334,17 @@ class ServerView(_SessionView):
         chunksize: int | None = None,
         progress: bool = False,
     ) -> Any:
-        """Takes part in the client's next ``map``; the client's arguments apply."""
+        """Takes part in the client's next ``map``; the client's arguments apply.
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> def client(parallelizer=None):
+            ...     return parallelizer.map(lambda x: -x, [1, 2, 3])
+            >>> def server(parallelizer=None):
+            ...     parallelizer.map()  # the client's first map; then serve() runs the rest
+            >>> ClientServerRunner(client, server, parallelizer="multiprocessing:2").run()
+            [-1, -2, -3]
+        """
         self._serve_map(self._expect(_MAP))
         return None
 
@@ -262,7 +353,18 @@ class ServerView(_SessionView):
         _map.run_map(self._inner, func, None, 0, vectorized, schedule, chunksize, False, capture=True)
 
     def serve(self) -> None:
-        """Serves the client's calls until it has finished (the default server loop)."""
+        """Serves the client's calls until it has finished (the default server loop).
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> def server(parallelizer=None):
+            ...     import math  # the server's own set-up goes here
+            ...     parallelizer.serve()
+            >>> def client(parallelizer=None):
+            ...     return parallelizer.map(lambda x: x + 1, range(4))
+            >>> ClientServerRunner(client, server, parallelizer="multiprocessing:2").run()
+            [1, 2, 3, 4]
+        """
         while not self.stopped:
             command = self._next_command()
             name = command[0]
@@ -322,8 +424,17 @@ class ClientServerRunner:
             On main, the client's result; elsewhere ``None``.
 
         Raises:
-            Whatever the client raised (a failed task as ``RemoteError``);
-            ``RemoteError`` for a server that failed outside a task.
+            Exception: Whatever the client raised (a failed task as
+                ``RemoteError``); ``RemoteError`` for a server that failed
+                outside a task.
+
+        Example:
+            >>> from parallelizer import ClientServerRunner
+            >>> def client(n, parallelizer=None, power=2):
+            ...     return parallelizer.map(lambda x: x**power, range(n))
+            >>> runner = ClientServerRunner(client, parallelizer="multiprocessing:2")
+            >>> runner.run(4, power=3)
+            [0, 1, 8, 27]
         """
         par = Parallelizer.lookup(self.parallelizer)
         outcome = par.run(_session, self.client, self.server, args, kwargs)

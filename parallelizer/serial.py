@@ -33,18 +33,28 @@ class SerialNonParallelizer(Parallelizer):
         [0]
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, debug: bool | None = None) -> None:
+        super().__init__(debug=debug)
         self._mailbox: dict[tuple[int, Space], deque[bytes]] = {}
 
     @property
     def id(self) -> int:
-        """Always 0."""
+        """Always 0.
+
+        Example:
+            >>> SerialNonParallelizer().id
+            0
+        """
         return 0
 
     @property
     def nprocs(self) -> int:
-        """Always 1."""
+        """Always 1.
+
+        Example:
+            >>> SerialNonParallelizer().nprocs
+            1
+        """
         return 1
 
     def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
@@ -68,4 +78,8 @@ class SerialNonParallelizer(Parallelizer):
         return 0, self._recv(0, tag, space)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (SerialNonParallelizer, ())
+        return (_restore, (self._debug,))
+
+
+def _restore(debug: bool) -> SerialNonParallelizer:
+    return SerialNonParallelizer(debug=debug)

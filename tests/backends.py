@@ -61,3 +61,25 @@ def started(name: str) -> Iterator[Parallelizer]:
     method = "spawn" if variant is None else "fork"
     with _transport_patched(variant), MultiprocessingParallelizer(nprocs=nprocs, start_method=method) as par:
         yield par
+
+
+def debug_twin(par: Parallelizer) -> Parallelizer:
+    """A parallelizer like ``par`` (same backend and size) with debug mode on."""
+    from parallelizer import MPIParallelizer, MultiprocessingParallelizer
+
+    if isinstance(par, MPIParallelizer):
+        return MPIParallelizer(debug=True)
+    if isinstance(par, MultiprocessingParallelizer):
+        return MultiprocessingParallelizer(nprocs=par.nprocs, start_method=par.start_method, debug=True)
+    return SerialNonParallelizer(debug=True)
+
+
+def spmd(par: Parallelizer, body, *args):
+    """Runs ``body`` on every process: ``run`` where a failure must come back to
+    main; under MPI directly (each rank calls it), since an exception in
+    ``run`` would abort the job by design."""
+    from parallelizer import MPIParallelizer
+
+    if isinstance(par, MPIParallelizer):
+        return body(*args, parallelizer=par)
+    return par.run(body, *args)

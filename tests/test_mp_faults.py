@@ -308,3 +308,15 @@ def test_server_dying_in_a_task_is_worker_terminated(par3):
     assert_usable(par3)
     runner = ClientServerRunner(lambda parallelizer: parallelizer.map(abs, range(-3, 3)), parallelizer=par3)
     assert runner.run() == [3, 2, 1, 0, 1, 2]
+
+
+def test_worker_killed_while_idle(par3):
+    pids = par3.run(_pids)
+    os.kill(pids[2], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _alive(pids[2]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(WorkerTerminatedError, match="worker rank 2 terminated with signal SIGKILL") as info:
+        par3.run(_healthy)
+    assert "idle" in str(info.value)
+    assert_usable(par3)

@@ -42,6 +42,15 @@ def test_exception_in_run_aborts_the_whole_job(nprocs):
     assert "<result" not in result.stdout
 
 
+def test_unpicklable_object_aborts_with_a_clear_message():
+    result = _mpiexec(3, FAIL, "unpicklable", "1")
+    assert result.returncode != 0
+    assert (
+        "[rank 1] parallelizer.errors.SerializationError: cannot pickle the object broadcast from rank 1"
+        in result.stderr
+    )
+
+
 @pytest.mark.parametrize("how", ["raise-in-script", "exit-in-script"])
 def test_failure_outside_run_aborts_under_python_m_parallelizer(how):
     result = _mpiexec(2, "-m", "parallelizer", FAIL, how, "1")

@@ -62,8 +62,9 @@ def gather(endpoint: Endpoint, obj: Any, root: int, threads: Any) -> Any:
         semantics.array_meta(obj) if rank == root else incoming[rank].array_meta() for rank in range(endpoint.nprocs)
     ]
     plan = semantics.concat_plan(metas)
-    if plan is None:
-        return [obj if rank == root else _value(endpoint, incoming[rank]) for rank in range(endpoint.nprocs)]
+    if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
+        parts = [obj if rank == root else _value(endpoint, incoming[rank]) for rank in range(endpoint.nprocs)]
+        return semantics.join_gathered(parts)
     import numpy
 
     out = _memory.empty(plan.shape, plan.dtype)

@@ -130,7 +130,12 @@ class Endpoint:
         self._mail.clear()
 
     def begin_epoch(self, epoch: int) -> None:
-        """Starts run ``epoch``: messages of earlier runs are dropped."""
+        """Starts run ``epoch``: messages of earlier runs are dropped.
+
+        Within one (source, kind, tag) queue epochs never decrease (every
+        process moves through runs in order), so a receive only ever looks
+        at the head of a queue, and only takes it if it is of this run.
+        """
         self.epoch = epoch
         self.errors.clear()
         for key, queue in list(self._mail.items()):
@@ -252,6 +257,8 @@ class Endpoint:
             if not queue:
                 return False
             head = queue[0]
+            if head.epoch != self.epoch:  # already the next run's: not for this one
+                return False
             return head.ready or (lazy and head.targets is None and bool(head.frame.flags & wire.FLAG_LAZY))
 
         self._wait(arrived, (source,), what)
@@ -269,7 +276,9 @@ class Endpoint:
             best = None
             for key in keys:
                 queue = self._mail.get(key)
-                if queue and queue[0].ready and (best is None or queue[0].arrival < self._mail[best][0].arrival):
+                if not queue or not queue[0].ready or queue[0].epoch != self.epoch:
+                    continue
+                if best is None or queue[0].arrival < self._mail[best][0].arrival:
                     best = key
             return best
 
@@ -344,6 +353,10 @@ class Endpoint:
     def wait_finished(self, ranks: Collection[int]) -> None:
         """Main: waits until ``ranks`` have all returned from ``func``."""
         self._wait(lambda: all(self.finished.get(rank) == self.epoch for rank in ranks), None, "the end of run")
+
+    def poll(self) -> None:
+        """Handles whatever has arrived, without waiting."""
+        self._pump(block=False)
 
     def wait_exit(self, alive: Callable[[], bool]) -> None:
         """Keeps reading (prints, EOFs) until ``alive()`` is False."""

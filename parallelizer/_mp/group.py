@@ -47,8 +47,9 @@ atexit.register(_stop_all_at_exit)
 class Group:
     """The worker processes of one started MultiprocessingParallelizer."""
 
-    def __init__(self, nprocs: int, start_method: str, token: str) -> None:
+    def __init__(self, nprocs: int, start_method: str, token: str, debug: bool) -> None:
         self.nprocs = nprocs
+        self.debug = debug
         self.start_method = start_method
         self.token = token
         self.epoch = 0
@@ -76,7 +77,7 @@ class Group:
                 endpoint.add_sentinel(worker.sentinel, worker.rank)
         endpoint.exit_status = self._exit_status
         self.endpoint = endpoint
-        setup = {"pids": pids, "sys_path": list(sys.path), "token": self.token}
+        setup = {"pids": pids, "sys_path": list(sys.path), "token": self.token, "debug": self.debug}
         endpoint.post(setup, self.worker_ranks, wire.SETUP, 0, "the set-up of the workers")
         self.broken = False
         _live_groups.add(self)
@@ -144,6 +145,11 @@ class Group:
             self.start()
         endpoint = self.endpoint
         assert endpoint is not None
+        endpoint.poll()  # a worker may have died while idle since the last run
+        if endpoint.dead:
+            self.broken = True  # the next run starts a fresh group
+            rank = min(endpoint.dead)
+            raise WorkerTerminatedError(rank, self._exit_status(rank), "while idle between runs")
         self.epoch += 1
         endpoint.begin_epoch(self.epoch)
         sent = endpoint.post((func, args, kwargs), self.worker_ranks, wire.RUN, 0, "func and its arguments of run()")

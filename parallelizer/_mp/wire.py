@@ -180,7 +180,7 @@ class FrameReader:
                         self._piece += 1
                         continue
                     memory = bytearray(size) if index == -1 else self._allocate(frame, index)
-                    self._target = memoryview(memory).cast("B")
+                    self._target = _codec.raw_bytes(memory)
                     self._filled = 0
                     if index == -1:
                         frame.body = memory

@@ -52,7 +52,7 @@ def serve(rank: int, nprocs: int, sockets: dict[int, socket.socket], lifeline: i
             sys.path[:] = setup["sys_path"]
             from ..mp import MultiprocessingParallelizer
 
-            view = MultiprocessingParallelizer._worker_view(setup["token"], rank, nprocs, endpoint)
+            view = MultiprocessingParallelizer._worker_view(setup["token"], rank, nprocs, endpoint, setup["debug"])
             continue
         assert view is not None, "RUN before SETUP"
         _run_one(endpoint, view, command)
@@ -69,6 +69,7 @@ def _run_one(endpoint: Endpoint, view: Any, command: Any) -> None:
         return  # main gave this run up before we got to it
     try:
         func, args, kwargs = command.value("func and its arguments of run()")
+        view._collective_count = 0  # as main does at every run
         _context.push(view)
         try:
             func(*args, parallelizer=view, **kwargs)

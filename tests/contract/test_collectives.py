@@ -348,3 +348,31 @@ def _many_collectives_body(parallelizer):
 def test_many_collectives_in_a_row(par):
     expected = sum(sum(range(step)) + step for step in range(20))
     assert par.run(_many_collectives_body) == expected
+
+
+# ---------------------------------------------------------------- random round trips (same seeds on every rank)
+
+_DTYPES = [np.int8, np.int32, np.float32, np.float64, np.complex64, np.bool_, np.dtype("U2"), np.dtype("M8[s]")]
+
+
+def _random_array(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(0, 6, size=rng.integers(1, 4)))
+    return (rng.integers(0, 50, size=shape) % 2 if seed % 5 == 0 else rng.integers(0, 50, size=shape)).astype(
+        _DTYPES[seed % len(_DTYPES)]
+    )
+
+
+def _random_roundtrip_body(seed, parallelizer):
+    data = _random_array(seed) if parallelizer.on_main else None
+    block = parallelizer.scatter(data)
+    return parallelizer.gather(block), parallelizer.allgather(block)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_arrays_scatter_gather_identity(par, seed):
+    gathered, everywhere = par.run(_random_roundtrip_body, seed)
+    expected = _random_array(seed)
+    for result in ([gathered] if par.on_main else []) + [everywhere]:
+        assert result.dtype == expected.dtype and result.shape == expected.shape
+        np.testing.assert_array_equal(result, expected)

@@ -12,6 +12,10 @@ print(f"<started {par.id}/{par.nprocs} {type(par).__name__}>", flush=True)
 def body(parallelizer):
     if parallelizer.id == rank and how == "raise-in-run":
         raise ValueError(f"rank {rank} cannot go on")
+    if how == "unpicklable":  # rank `rank` broadcasts what cannot be pickled
+        import threading
+
+        parallelizer.broadcast(threading.Lock() if parallelizer.id == rank else None, root=rank)
     parallelizer.barrier()
     return parallelizer.allgather(parallelizer.id)
 

@@ -1,0 +1,83 @@
+"""Every collective, every failing position, every moment: a failure is
+reported with the right rank, releases everyone, and nothing hangs.
+
+Multiprocessing: main raises (the failing rank's exception as RemoteError,
+or its own) and the parallelizer is reusable. MPI: the job aborts with a
+non-zero status and the failing rank's traceback."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+from faults import CALLS, WHEN, InjectedFault, failing_body, positions
+
+from parallelizer import MultiprocessingParallelizer, RemoteError
+from parallelizer._mpi import runtime
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MP_SIZES = (2, 3)
+_groups: dict[int, MultiprocessingParallelizer] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mp_groups():
+    for size in MP_SIZES:
+        _groups[size] = MultiprocessingParallelizer(nprocs=size).__enter__()
+    yield
+    for group in _groups.values():
+        group.__exit__(None, None, None)
+    _groups.clear()
+
+
+MP_CASES = [
+    (size, call, failing, when)
+    for size in MP_SIZES
+    for call, when in itertools.product(CALLS, WHEN)
+    for failing in positions(size)
+]
+
+
+@pytest.mark.parametrize(("size", "call", "failing", "when"), MP_CASES)
+def test_multiprocessing_fault(size, call, failing, when):
+    par = _groups[size]
+    if failing == 0:
+        with pytest.raises(InjectedFault, match=f"rank 0 fails {when} {call}"):
+            par.run(failing_body, call, failing, when)
+    else:
+        with pytest.raises(RemoteError) as info:
+            par.run(failing_body, call, failing, when)
+        assert info.value.rank == failing
+        assert info.value.exc_type.endswith("InjectedFault")
+        assert f"rank {failing} fails {when} {call}" in str(info.value)
+    assert par.run(failing_body, call, -1, "never") == "ok"  # released and reusable
+
+
+MPI_CASES = [
+    (size, call, failing, when)
+    for size in (2, 3)
+    for call, when in itertools.product(CALLS, WHEN)
+    for failing in positions(size)
+]
+
+
+@pytest.mark.parametrize(("size", "call", "failing", "when"), MPI_CASES)
+def test_mpi_fault_aborts_the_job(size, call, failing, when):
+    mpiexec = runtime.find_mpiexec()
+    assert mpiexec is not None, "the test extras install mpich, which brings mpiexec"
+    env = {key: value for key, value in os.environ.items() if key != "PARALLELIZER"}
+    script = os.path.join(HERE, "scripts", "mpi_fault.py")
+    result = subprocess.run(
+        [mpiexec, "-n", str(size), sys.executable, script, call, str(failing), when],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert f"[rank {failing}] faults.InjectedFault: rank {failing} fails {when} {call}" in result.stderr
+    if when != "after":  # after the last call the others may finish first: they must not report success
+        assert "<survived" not in result.stdout or result.stdout.count("<survived") < size
