@@ -369,12 +369,9 @@ class Parallelizer(abc.ABC):
             >>> SerialNonParallelizer().map(lambda b: 1 + b, np.arange(10), vectorized=True)
             array([ 1,  2,  3,  4,  5,  6,  7,  8,  9, 10])
         """
-        semantics.check_callable(func, "func")
-        root = semantics.check_rank(root, self.nprocs, "root")
-        semantics.check_bool(vectorized, "vectorized")
-        semantics.check_schedule(schedule)
-        chunksize = semantics.check_chunksize(chunksize)
-        semantics.check_bool(progress, "progress")
+        root, chunksize = semantics.check_map_arguments(
+            func, root, self.nprocs, vectorized, schedule, chunksize, progress
+        )
         if self.id == root:
             semantics.check_sequence(data, "data")
         if self._debug:

@@ -193,12 +193,10 @@ class ClientView(_SessionView):
             >>> ClientServerRunner(client, parallelizer="multiprocessing:2").run()
             ([0, 1, 4, 9, 16], 'ZeroDivisionError')
         """
-        semantics.check_callable(func, "func")
-        self._root_zero(semantics.check_rank(root, self.nprocs, "root"))
-        semantics.check_bool(vectorized, "vectorized")
-        semantics.check_schedule(schedule)
-        chunksize = semantics.check_chunksize(chunksize)
-        semantics.check_bool(progress, "progress")
+        root, chunksize = semantics.check_map_arguments(
+            func, root, self.nprocs, vectorized, schedule, chunksize, progress
+        )
+        self._root_zero(root)
         if not semantics.is_splittable(data):
             try:
                 data = list(data)

@@ -123,6 +123,26 @@ def check_nprocs(value: object) -> int:
     return count
 
 
+def check_map_arguments(
+    func: object, root: object, nprocs: int, vectorized: object, schedule: object, chunksize: object, progress: object
+) -> tuple[int, int | None]:
+    """Checks the arguments of ``map``.
+
+    Returns:
+        ``(root, chunksize)`` as ints (``chunksize`` may be ``None``).
+
+    Raises:
+        TypeError, ValueError: An argument is wrong; the message names it.
+    """
+    check_callable(func, "func")
+    rank = check_rank(root, nprocs, "root")
+    check_bool(vectorized, "vectorized")
+    check_schedule(schedule)
+    size = check_chunksize(chunksize)
+    check_bool(progress, "progress")
+    return rank, size
+
+
 def is_splittable(data: object) -> bool:
     """True for what ``scatter``/``map`` accept.
 

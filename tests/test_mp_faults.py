@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from processes import alive
 
 from parallelizer import MultiprocessingParallelizer, RemoteError, SerializationError, WorkerTerminatedError
 
@@ -183,15 +184,7 @@ def test_main_exception_outside_with_stops_the_workers():
         par.run(_main_raises_while_workers_wait)
     assert not par.started
     for pid in pids[1:]:
-        assert not _alive(pid), f"worker {pid} outlived run()"
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+        assert not alive(pid), f"worker {pid} outlived run()"
 
 
 # ------------------------------------------------------------------ what cannot be pickled
@@ -314,7 +307,7 @@ def test_worker_killed_while_idle(par3):
     pids = par3.run(_pids)
     os.kill(pids[2], signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while _alive(pids[2]) and time.monotonic() < deadline:
+    while alive(pids[2]) and time.monotonic() < deadline:
         time.sleep(0.01)
     with pytest.raises(WorkerTerminatedError, match="worker rank 2 terminated with signal SIGKILL") as info:
         par3.run(_healthy)

@@ -9,33 +9,16 @@ import select
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from processes import wait_gone
 
 from parallelizer import MultiprocessingParallelizer, Parallelizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "scripts")
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-
-
-def _wait_gone(pids, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(_alive(pid) for pid in pids):
-            return []
-        time.sleep(0.05)
-    return [pid for pid in pids if _alive(pid)]
 
 
 def _shm():
@@ -65,7 +48,7 @@ def test_no_worker_outlives_a_signalled_main(signum):
     proc.wait(timeout=30)
     stderr = proc.stderr.read()
     assert proc.returncode != 0
-    assert _wait_gone(workers) == [], f"workers outlived main after {signum.name}"
+    assert wait_gone(workers) == [], f"workers outlived main after {signum.name}"
     assert _shm() <= before, "a shared-memory segment was left in /dev/shm"
     if signum == signal.SIGINT:
         assert "KeyboardInterrupt" in stderr
@@ -77,7 +60,7 @@ def test_ctrl_c_in_a_terminal_interrupts_main_cleanly():
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
     proc.wait(timeout=30)
     stderr = proc.stderr.read()
-    assert _wait_gone(workers) == []
+    assert wait_gone(workers) == []
     assert stderr.count("Traceback") == 1 and "KeyboardInterrupt" in stderr  # main's only: workers ignore SIGINT
     assert _shm() <= before
 

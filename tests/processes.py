@@ -1,0 +1,24 @@
+"""Looking at processes from the tests (Linux /proc)."""
+
+from __future__ import annotations
+
+import time
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
+    """Waits until none of ``pids`` runs; returns those still running at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(alive(pid) for pid in pids):
+            return []
+        time.sleep(0.05)
+    return [pid for pid in pids if alive(pid)]
