@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= mpi,test,dev,progress,examples
 
-.PHONY: install test lint format typecheck check demo bench clean
+.PHONY: install test test-slow lint format typecheck check demo docs bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: install
 		timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $$n -prepend-rank $(MPI_PYTEST) tests || exit 1; \
 	done
 
+# Long soak tests (100,000 mixed collectives per backend): not part of CI.
+test-slow: install
+	$(PY) -m pytest -m slow --backends serial,mp3 -o timeout=3600 tests/contract/test_soak.py
+	timeout 3600 $(MPIEXEC) -n 3 -prepend-rank $(MPI_PYTEST) -m slow -o timeout=3600 tests/contract/test_soak.py
+
 lint: install
 	$(VENV)/bin/ruff check parallelizer tests examples benchmarks
 	$(VENV)/bin/ruff format --check parallelizer tests examples benchmarks
@@ -45,13 +50,36 @@ typecheck: install
 
 check: lint typecheck test
 
-demo: install
-	$(PY) examples/run_job.py
-	$(PY) examples/map_applier.py
-	$(PY) examples/sample_program.py
+# Every example three ways: serially, on 3 local processes, on 3 MPI ranks.
+DEMO_EXAMPLES := run_job map_applier sample_program monte_carlo task_farm fit_model
 
+demo: install
+	@for name in $(DEMO_EXAMPLES); do \
+		echo; echo "== examples/$$name.py =="; \
+		echo "\$$ python examples/$$name.py"; \
+		$(PY) examples/$$name.py || exit 1; \
+		echo "\$$ PARALLELIZER=multiprocessing:3 python examples/$$name.py"; \
+		PARALLELIZER=multiprocessing:3 $(PY) examples/$$name.py || exit 1; \
+		echo "\$$ python -m parallelizer -n 3 examples/$$name.py   # mpiexec -n 3 python examples/$$name.py"; \
+		$(PY) -m parallelizer -n 3 examples/$$name.py || exit 1; \
+	done
+
+# The HTML API reference in docs/_build/html (Sphinx; warnings are errors).
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: install $(DOCS_STAMP)
+	$(PY) -m sphinx -W --keep-going -E -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
+# The benchmark suite (benchmarks/README.md): results/*.json, RESULTS.md and the
+# plots. QUICK=1 runs a subset (under 3 minutes) into benchmarks/results/quick/.
 bench: install
-	@echo "benchmarks/ is not written yet (see the benchmarks issue)"
+	$(PY) -c 'import schwimmbad, joblib, matplotlib' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
+	PYTHONPATH=$(CURDIR) $(PY) -m benchmarks --mpiexec $(MPIEXEC) $(if $(filter 1 yes true,$(QUICK)),--quick)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

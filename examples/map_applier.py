@@ -1,11 +1,13 @@
 """``map`` over blocks of an array (the seed's ``map_applier``).
 
-``vectorized=True`` calls the function once per process on its whole block
-and concatenates the results, so numpy does the work::
+``map(func, data)`` spreads root's ``data`` over every process (root works
+too) and returns the results on root, in input order. ``vectorized=True``
+calls ``func`` once per process on its whole block and concatenates the
+results, so numpy does the work instead of a Python loop over items::
 
-    python examples/map_applier.py
-    PARALLELIZER=multiprocessing:3 python examples/map_applier.py
-    mpiexec -n 3 python examples/map_applier.py
+    python examples/map_applier.py                                  # [ 1  2 ... 10]
+    PARALLELIZER=multiprocessing:3 python examples/map_applier.py   # the same, on 3 processes
+    mpiexec -n 3 python examples/map_applier.py                     # the same, on 3 MPI ranks
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from parallelizer import Parallelizer
 
 def map_applier(n=10, parallelizer=None):
     """Adds one to every element of ``np.arange(n)``, block by block."""
-    data = np.arange(n) if parallelizer.on_main else None
-    return parallelizer.map(lambda block: 1 + block, data, vectorized=True)
+    data = np.arange(n) if parallelizer.on_main else None  # only root's data counts
+    # With 3 processes: blocks [0..3], [4..6], [7..9]; each adds 1 to its own.
+    return parallelizer.map(lambda block: 1 + block, data, vectorized=True)  # None off root
 
 
 def main(parallelizer=None):

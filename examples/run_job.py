@@ -1,10 +1,14 @@
 """broadcast, scatter and gather in one SPMD function (the seed's ``run_job``).
 
-Run it serially, on local processes, or under MPI without changing the code::
+SPMD ("single program, multiple data"): ``run_job`` runs on every process
+of the group at once. Process 0, *main*, holds the data; the collectives
+(``broadcast``, ``scatter``, ``gather``) move it, and every process must call
+them in the same order. Run it serially, on local processes, or under MPI
+without changing the code::
 
-    python examples/run_job.py
-    PARALLELIZER=multiprocessing:4 python examples/run_job.py
-    mpiexec -n 4 python examples/run_job.py
+    python examples/run_job.py                                  # 1 process: [1000]
+    PARALLELIZER=multiprocessing:3 python examples/run_job.py   # [334, 333, 333]
+    mpiexec -n 3 python examples/run_job.py                     # [334, 333, 333]
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ def run_job(parallelizer=None):
 
 def main(parallelizer=None):
     """Runs ``run_job`` on the parallelizer chosen by ``Parallelizer.lookup``."""
+    # None: serial, unless PARALLELIZER is set or mpiexec started several ranks.
     par = Parallelizer.lookup(parallelizer)
-    lengths = par.run(run_job)
-    par.print(f"{type(par).__name__} with {par.nprocs} process(es): block lengths {lengths}")
+    lengths = par.run(run_job)  # run_job(parallelizer=par) on every process
+    par.print(f"{type(par).__name__} with {par.nprocs} process(es): block lengths {lengths}")  # main only
     return lengths
 
 

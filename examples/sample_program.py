@@ -1,13 +1,20 @@
 """A class that takes a parallelizer (the seed's ``SampleProgram``).
 
-``run_par`` runs on every process: workers only take part in the parallel
-step (``run_worker``), main also sets up the data and post-processes it
-(``run_main``). The same class runs serially, with local processes and
-under MPI::
+A larger program splits its SPMD code by role. ``run_par`` runs on every
+process: main sets up the data, takes part in the parallel step and
+post-processes (``run_main``); the workers only take part in the parallel
+step (``run_worker``). The program stores its parallelizer (``self.par``),
+given as a name, an instance, or ``None``. The same class runs on all three
+backends; the optional argument is handed to ``Parallelizer.lookup``::
 
-    python examples/sample_program.py                      # serial
-    python examples/sample_program.py multiprocessing:3    # 3 local processes
-    mpiexec -n 3 python examples/sample_program.py mpi     # MPI
+    python examples/sample_program.py                          # serial
+    python examples/sample_program.py multiprocessing:3        # 3 local processes
+    PARALLELIZER=multiprocessing:3 python examples/sample_program.py   # the same
+    mpiexec -n 3 python examples/sample_program.py             # MPI (found by lookup(None))
+    mpiexec -n 3 python examples/sample_program.py mpi         # MPI, by name
+
+Every run prints the same numbers: the square roots of the squares are the
+random numbers main started from.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ class SampleProgram:
         return np.random.default_rng(self.seed).random(self.nvals)
 
     def eval_parallel(self, data, parallelizer=None):
-        block = parallelizer.scatter(data)
-        return parallelizer.gather(block**2)  # usually something much more expensive
+        """The parallel step, on every process: main's data in, main's result out."""
+        block = parallelizer.scatter(data)  # each process gets its share of main's array
+        return parallelizer.gather(block**2)  # usually something much more expensive; None off main
 
     def run_main(self, parallelizer=None):
         """Main: set up, take part in the parallel step, post-process."""
@@ -51,10 +59,12 @@ class SampleProgram:
         return self.run_worker(parallelizer=parallelizer)
 
     def run(self):
-        return self.par.run(self.run_par)
+        """Runs ``run_par`` on every process; returns main's result."""
+        return self.par.run(self.run_par)  # a bound method travels to the workers with its object
 
 
 def main(spec=None):
+    """``spec``: a backend name such as ``"multiprocessing:3"``, or ``None``."""
     program = SampleProgram(nvals=10, parallelizer=spec)
     result = program.run()
     program.par.print(f"{type(program.par).__name__}: {result}")

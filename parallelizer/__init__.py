@@ -16,20 +16,45 @@ Example:
     7.5
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .base import Parallelizer
 from .errors import (
     CollectiveMismatchError,
     DeadlockError,
+    LaunchMismatchError,
     ParallelizerError,
     RemoteError,
     SerializationError,
     WorkerTerminatedError,
 )
-from .mp import MultiprocessingParallelizer
-from .mpi import MPIParallelizer
-from .runner import ClientServerRunner
 from .serial import SerialNonParallelizer
+
+if TYPE_CHECKING:
+    from .mp import MultiprocessingParallelizer
+    from .mpi import MPIParallelizer
+    from .runner import ClientServerRunner
+
+# Imported on first use, so that `import parallelizer` stays quick and loads
+# none of the process or MPI machinery a serial notebook never needs.
+_LAZY = {"MultiprocessingParallelizer": "mp", "MPIParallelizer": "mpi", "ClientServerRunner": "runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'parallelizer' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "__version__",
@@ -44,4 +69,5 @@ __all__ = [
     "SerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
+    "LaunchMismatchError",
 ]

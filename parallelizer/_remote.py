@@ -9,7 +9,6 @@ side, with the original exception as ``__cause__`` when it can be unpickled.
 from __future__ import annotations
 
 import contextlib
-import traceback
 from typing import Any
 
 from . import _pickling
@@ -18,6 +17,8 @@ from .errors import RemoteError
 
 def report(exc: BaseException) -> dict[str, Any]:
     """What another process needs to raise a :class:`RemoteError` for ``exc``."""
+    import traceback
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     pickled: bytes | None
     try:

@@ -64,16 +64,35 @@ class Parallelizer(abc.ABC):
     @property
     @abc.abstractmethod
     def id(self) -> int:
-        """This process's rank, ``0 .. nprocs - 1``."""
+        """This process's rank, ``0 .. nprocs - 1``.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> MultiprocessingParallelizer(nprocs=3).run(lambda parallelizer: parallelizer.gather(parallelizer.id))
+            [0, 1, 2]
+        """
 
     @property
     @abc.abstractmethod
     def nprocs(self) -> int:
-        """The number of processes in the group."""
+        """The number of processes in the group.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().nprocs
+            1
+        """
 
     @property
     def on_main(self) -> bool:
-        """True on the main process (rank 0)."""
+        """True on the main process (rank 0).
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> MultiprocessingParallelizer(nprocs=2).run(lambda parallelizer: parallelizer.gather(
+            ...     parallelizer.on_main))
+            [True, False]
+        """
         return self.id == 0
 
     @property
@@ -85,6 +104,11 @@ class Parallelizer(abc.ABC):
         collectives, its name, its root) and raises
         :class:`~parallelizer.CollectiveMismatchError` on every process when
         they differ, instead of deadlocking or mixing up data.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer(debug=True).debug
+            True
         """
         return self._debug
 
@@ -96,7 +120,17 @@ class Parallelizer(abc.ABC):
 
     @property
     def started(self) -> bool:
-        """True between the outermost ``__enter__`` and its ``__exit__``."""
+        """True between the outermost ``__enter__`` and its ``__exit__``.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> par = SerialNonParallelizer()
+            >>> with par:
+            ...     par.started
+            True
+            >>> par.started
+            False
+        """
         return self._nesting > 0
 
     def __enter__(self) -> Parallelizer:
@@ -287,7 +321,14 @@ class Parallelizer(abc.ABC):
         return self._gather(obj, root)
 
     def allgather(self, obj: Any) -> Any:
-        """Returns on every process what :meth:`gather` gives root."""
+        """Returns on every process what :meth:`gather` gives root.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> MultiprocessingParallelizer(nprocs=2).run(lambda parallelizer: parallelizer.allgather(
+            ...     10 * parallelizer.id))
+            [0, 10]
+        """
         if self._debug:
             self._check_collective("allgather", None)
         return self._allgather(obj)
@@ -316,20 +357,39 @@ class Parallelizer(abc.ABC):
         return self._reduce(obj, op, func, root)
 
     def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum") -> Any:
-        """Like :meth:`reduce`, with the result on every process."""
+        """Like :meth:`reduce`, with the result on every process.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def job(parallelizer):
+            ...     total = parallelizer.allreduce(parallelizer.id + 1)  # 1 + 2 + 3 everywhere
+            ...     return parallelizer.gather(total)
+            >>> MultiprocessingParallelizer(nprocs=3).run(job)
+            [6, 6, 6]
+        """
         func = semantics.resolve_op(op)
         if self._debug:
             self._check_collective("allreduce", None)
         return self._allreduce(obj, op, func)
 
     def barrier(self) -> None:
-        """Returns when every process of the group has called it."""
+        """Returns when every process of the group has called it.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().barrier()
+        """
         if self._debug:
             self._check_collective("barrier", None)
         self._barrier()
 
     def wait(self) -> None:
-        """Alias of :meth:`barrier`."""
+        """Alias of :meth:`barrier`.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().wait()
+        """
         self.barrier()
 
     def map(
@@ -403,7 +463,15 @@ class Parallelizer(abc.ABC):
         return collected
 
     def serve(self) -> None:
-        """Serves a ``ClientServerRunner`` client (only on its servers)."""
+        """Serves a ``ClientServerRunner`` client (only on its servers).
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().serve()
+            Traceback (most recent call last):
+            ...
+            RuntimeError: serve() is only available on the servers of a ClientServerRunner
+        """
         raise RuntimeError("serve() is only available on the servers of a ClientServerRunner")
 
     # ------------------------------------------------------------------
@@ -420,13 +488,34 @@ class Parallelizer(abc.ABC):
             obj: Any picklable object.
             dest: The receiving rank.
             tag: An int from 0 to 32767.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def job(parallelizer):
+            ...     if parallelizer.id == 1:
+            ...         parallelizer.send({"energy": -1.5}, dest=0, tag=7)
+            ...     elif parallelizer.on_main:
+            ...         return parallelizer.recv(source=1, tag=7)
+            >>> MultiprocessingParallelizer(nprocs=2).run(job)
+            {'energy': -1.5}
         """
         dest = semantics.check_rank(dest, self.nprocs, "dest")
         tag = semantics.check_tag(tag)
         self._send(obj, dest, tag, Space.USER)
 
     def recv(self, source: int, tag: int = 0) -> Any:
-        """Receives the next object ``source`` sent to this process with ``tag``."""
+        """Receives the next object ``source`` sent to this process with ``tag``.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def ring(parallelizer):
+            ...     right = (parallelizer.id + 1) % parallelizer.nprocs
+            ...     left = (parallelizer.id - 1) % parallelizer.nprocs
+            ...     parallelizer.send(f"hello from {parallelizer.id}", dest=right)
+            ...     return parallelizer.gather(parallelizer.recv(source=left))
+            >>> MultiprocessingParallelizer(nprocs=3).run(ring)
+            ['hello from 2', 'hello from 0', 'hello from 1']
+        """
         source = semantics.check_rank(source, self.nprocs, "source")
         tag = semantics.check_tag(tag)
         return self._recv(source, tag, Space.USER)
@@ -446,6 +535,17 @@ class Parallelizer(abc.ABC):
             sep: Separator, as for ``print``.
             end: Line end, as for ``print``.
             file: Where to write; default ``sys.stdout``.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def job(parallelizer):
+            ...     parallelizer.print("starting")  # main only
+            ...     parallelizer.barrier()
+            ...     if parallelizer.id == 1:
+            ...         parallelizer.print("ready", where="workers")
+            >>> MultiprocessingParallelizer(nprocs=2).run(job)
+            starting
+            [1/2] ready
         """
         if where not in _WHERE:
             raise ValueError(f"where must be one of {_WHERE}, got {where!r}")
@@ -467,28 +567,53 @@ class Parallelizer(abc.ABC):
 
     @staticmethod
     def lookup(key: Any = None, **options: Any) -> Parallelizer:
-        """Returns a parallelizer: see :func:`parallelizer.registry.lookup`."""
+        """Returns a parallelizer: see :func:`parallelizer.registry.lookup`.
+
+        Example:
+            >>> from parallelizer import Parallelizer
+            >>> Parallelizer.lookup("multiprocessing", nprocs=2)
+            MultiprocessingParallelizer(id=0, nprocs=2)
+        """
         from . import registry
 
         return registry.lookup(key, **options)
 
     @staticmethod
     def register(name: str, factory: Callable[..., Parallelizer]) -> None:
-        """Adds a backend by name: see :func:`parallelizer.registry.register`."""
+        """Adds a backend by name: see :func:`parallelizer.registry.register`.
+
+        Example:
+            >>> from parallelizer import Parallelizer, SerialNonParallelizer
+            >>> Parallelizer.register("laptop", lambda nprocs=1: SerialNonParallelizer())
+            >>> Parallelizer.lookup("laptop")
+            SerialNonParallelizer(id=0, nprocs=1)
+        """
         from . import registry
 
         registry.register(name, factory)
 
     @staticmethod
     def set_default(par_or_name: Parallelizer | str | None) -> None:
-        """Sets the fallback of ``lookup(None)``: see :func:`parallelizer.registry.set_default`."""
+        """Sets the fallback of ``lookup(None)``: see :func:`parallelizer.registry.set_default`.
+
+        Example:
+            >>> from parallelizer import Parallelizer
+            >>> Parallelizer.set_default("multiprocessing:2")
+            >>> Parallelizer.set_default(None)  # back to serial
+        """
         from . import registry
 
         registry.set_default(par_or_name)
 
     @staticmethod
     def get_default() -> Parallelizer:
-        """The default parallelizer: see :func:`parallelizer.registry.get_default`."""
+        """The default parallelizer: see :func:`parallelizer.registry.get_default`.
+
+        Example:
+            >>> from parallelizer import Parallelizer
+            >>> Parallelizer.get_default()
+            SerialNonParallelizer(id=0, nprocs=1)
+        """
         from . import registry
 
         return registry.get_default()

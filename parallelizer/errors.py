@@ -20,6 +20,7 @@ __all__ = [
     "SerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
+    "LaunchMismatchError",
 ]
 
 
@@ -198,6 +199,15 @@ class SerializationError(ParallelizerError, TypeError):
         ... except SerializationError as err:
         ...     print(str(err).split(" (")[0])
         cannot pickle the object sent to rank 0
+    """
+
+
+class LaunchMismatchError(ParallelizerError, RuntimeError):
+    """The launcher started several ranks, but MPI sees a world of one.
+
+    The classic "wrong mpiexec": an ``mpiexec`` from one MPI library (say the
+    system's Open MPI) started processes linked against another (mpi4py's),
+    so every process initializes alone.
     """
 
 

@@ -104,17 +104,32 @@ class MultiprocessingParallelizer(Parallelizer):
 
     @property
     def id(self) -> int:
-        """This process's rank (0 on main)."""
+        """This process's rank (0 on main).
+
+        Example:
+            >>> MultiprocessingParallelizer(nprocs=2).run(lambda parallelizer: parallelizer.gather(parallelizer.id))
+            [0, 1]
+        """
         return self._rank
 
     @property
     def nprocs(self) -> int:
-        """The number of processes, main included."""
+        """The number of processes, main included.
+
+        Example:
+            >>> MultiprocessingParallelizer(nprocs=4).nprocs
+            4
+        """
         return self._nprocs
 
     @property
     def start_method(self) -> str:
-        """How worker processes are started: ``"spawn"`` or ``"fork"``."""
+        """How worker processes are started: ``"spawn"`` or ``"fork"``.
+
+        Example:
+            >>> MultiprocessingParallelizer(nprocs=2, start_method="fork").start_method
+            'fork'
+        """
         return self._start_method
 
     def __repr__(self) -> str:

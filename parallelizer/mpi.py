@@ -93,17 +93,38 @@ class MPIParallelizer(Parallelizer):
 
     @property
     def id(self) -> int:
-        """This process's rank in ``comm``."""
+        """This process's rank in ``comm``.
+
+        Example:
+            Under ``mpiexec -n 4 python script.py``::
+
+                MPIParallelizer().id  # 0, 1, 2 or 3
+        """
         return int(self._rank)
 
     @property
     def nprocs(self) -> int:
-        """The size of ``comm``."""
+        """The size of ``comm``.
+
+        Example:
+            Under ``mpiexec -n 4 python script.py``::
+
+                MPIParallelizer().nprocs  # 4 on every rank
+        """
         return int(self._size)
 
     @property
     def comm(self) -> Any:
-        """The communicator this parallelizer was built on."""
+        """The communicator this parallelizer was built on.
+
+        Example:
+            Ranks split into two halves, each with its own parallelizer::
+
+                from mpi4py import MPI
+                world = MPI.COMM_WORLD
+                half = MPIParallelizer(world.Split(color=world.rank % 2))
+                half.comm.Get_size()  # half of the ranks
+        """
         return self._base
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
 def alive(pid: int) -> bool:
-    """True while process ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    """True while process ``pid`` runs; a zombie waiting to be reaped counts as gone.
+
+    A killed process with several threads shows its main thread as a zombie
+    before the others have exited (and before its parent can reap it), so it
+    counts as gone only once no other thread is left.
+    """
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] not in ("Z", "X")
+            if stat.read().split(")")[-1].split()[0] not in ("Z", "X"):
+                return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except FileNotFoundError:
         return False
 

@@ -146,6 +146,9 @@ class Group:
         endpoint = self.endpoint
         assert endpoint is not None
         endpoint.poll()  # a worker may have died while idle since the last run
+        for worker in self.workers:
+            if worker.poll() is not None:  # the OS knows even before its sentinel fires
+                endpoint.dead.setdefault(worker.rank, worker.poll())
         if endpoint.dead:
             self.broken = True  # the next run starts a fresh group
             rank = min(endpoint.dead)

@@ -14,6 +14,7 @@ import sysconfig
 from typing import Any
 
 from .. import _env
+from ..errors import LaunchMismatchError
 
 INSTALL_HINT = "pip install 'parallelizer[mpi]'  (mpi4py plus the mpich wheel, which brings mpiexec)"
 
@@ -79,15 +80,6 @@ def mpiexec_flavor(mpiexec: str) -> str:
     if "hydra" in lowered or "mpich" in lowered or "intel" in lowered:
         return "mpich"
     return "unknown"
-
-
-class LaunchMismatchError(RuntimeError):
-    """The launcher started several ranks, but MPI sees a world of one.
-
-    The classic "wrong mpiexec": an ``mpiexec`` from one MPI library (say the
-    system's Open MPI) started processes linked against another (mpi4py's),
-    so every process initializes alone.
-    """
 
 
 def check_launch(world_size: int) -> None:

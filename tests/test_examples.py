@@ -1,0 +1,261 @@
+"""The examples in examples/, run the way their docstrings tell a user to:
+serially, with ``PARALLELIZER=multiprocessing:3`` and under ``mpiexec -n 3``.
+
+Every run is a subprocess with a timeout; each test checks what the example
+prints, and that every backend prints the same answer. Also: the Slurm
+script is valid bash and launches a tested example, the notebook executes
+(serially and with the multiprocessing backend), and the examples in the
+public modules' docstrings pass as doctests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from parallelizer import cli
+from parallelizer._mpi import runtime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+MPIEXEC = runtime.find_mpiexec()
+TIMEOUT = 120
+MODES = ["serial", "multiprocessing", "mpiexec"]
+# What each mode runs on: the backend lookup(None) picks and its process count.
+BACKEND = {
+    "serial": "SerialNonParallelizer with 1 process(es)",
+    "multiprocessing": "MultiprocessingParallelizer with 3 process(es)",
+    "mpiexec": "MPIParallelizer with 3 process(es)",
+}
+
+# Every example script that runs in all three modes below; the Slurm script
+# must launch one of these.
+TESTED_SCRIPTS = {"run_job.py", "map_applier.py", "sample_program.py", "monte_carlo.py", "task_farm.py", "fit_model.py"}
+
+# Variables that would change what lookup(None) picks in the examples.
+_CHOICE_VARS = ("PARALLELIZER", "PARALLELIZER_START_METHOD", "PARALLELIZER_DEBUG")
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "MV2_", "SLURM_", "HYDRA_")
+
+
+def _environment(extra=None):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _CHOICE_VARS and not key.startswith(_LAUNCHER_PREFIXES)
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))  # this checkout's package
+    env.update(extra or {})
+    return env
+
+
+def _run(command, extra_env=None, timeout=TIMEOUT):
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=_environment(extra_env), cwd=ROOT
+    )
+    assert result.returncode == 0, f"{shlex.join(command)} failed ({result.returncode}):\n{result.stderr}"
+    return result.stdout
+
+
+def run_example(name, mode, *args):
+    """Runs ``examples/<name>`` as the docstrings say; returns its stdout."""
+    command = [sys.executable, os.path.join("examples", name), *args]
+    if mode == "serial":
+        return _run(command)
+    if mode == "multiprocessing":
+        return _run(command, {"PARALLELIZER": "multiprocessing:3"})
+    assert mode == "mpiexec"
+    if MPIEXEC is None:
+        pytest.skip("no mpiexec found: install the mpi extra (pip install -e '.[mpi]') to run the examples under MPI")
+    return _run([MPIEXEC, *cli.launcher_flags(MPIEXEC, 3), "-n", "3", *command])
+
+
+def _lines(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------
+# the seed's examples
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_run_job(mode):
+    out = _lines(run_example("run_job.py", mode))
+    lengths = "[1000]" if mode == "serial" else "[334, 333, 333]"
+    assert out == [f"{BACKEND[mode]}: block lengths {lengths}"]  # main prints, the workers do not
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_map_applier(mode):
+    out = _lines(run_example("map_applier.py", mode))
+    backend = BACKEND[mode].split()[0]
+    assert out == [f"{backend}: [ 1  2  3  4  5  6  7  8  9 10]"]
+
+
+@pytest.fixture(scope="module")
+def serial_outputs():
+    """Each example's serial output, run once and compared with the other backends'."""
+    return {}
+
+
+def _sample_program_numbers(out):
+    name, _, numbers = out.partition(":")
+    return name.strip(), numbers.split()
+
+
+@pytest.mark.parametrize(
+    ("mode", "args", "backend"),
+    [
+        ("serial", (), "SerialNonParallelizer"),
+        ("serial", ("multiprocessing:3",), "MultiprocessingParallelizer"),
+        ("multiprocessing", (), "MultiprocessingParallelizer"),
+        ("mpiexec", (), "MPIParallelizer"),
+        ("mpiexec", ("mpi",), "MPIParallelizer"),
+    ],
+)
+def test_sample_program_on_every_backend(mode, args, backend, serial_outputs):
+    serial = _sample_program_numbers(_serial_output("sample_program.py", serial_outputs))[1]
+    name, numbers = _sample_program_numbers(run_example("sample_program.py", mode, *args))
+    assert name == backend
+    assert len(serial) == 10 and numbers == serial  # sqrt(x**2) gives main's random numbers back, on every backend
+
+
+# ---------------------------------------------------------------------------
+# a scientific function, a task farm, scipy and emcee: same answer everywhere
+
+
+def _serial_output(name, serial_outputs):
+    if name not in serial_outputs:
+        serial_outputs[name] = run_example(name, "serial")
+    return serial_outputs[name]
+
+
+def _same_as_serial(name, mode, serial_outputs):
+    serial = _serial_output(name, serial_outputs)
+    return (serial if mode == "serial" else run_example(name, mode)), serial
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_monte_carlo_integral(mode, serial_outputs):
+    out, serial = _same_as_serial("monte_carlo.py", mode, serial_outputs)
+    header, result = _lines(out)
+    assert header == BACKEND[mode]
+    assert result == _lines(serial)[1]  # bit for bit, whatever the number of processes
+    estimate, error, exact = map(float, re.search(r": (\S+) \+- (\S+) \(exact (\S+)\)", result).groups())
+    assert 0 < error < 1e-3 and abs(estimate - exact) < 5 * error
+
+
+def test_monte_carlo_integral_called_as_its_docstring_says():
+    code = (
+        "import numpy as np, monte_carlo as mc\n"
+        "from parallelizer import MultiprocessingParallelizer\n"
+        "serial = mc.monte_carlo_integral(mc.gaussian, 4, nsamples=64_000)\n"
+        "parallel = MultiprocessingParallelizer(2).run(mc.monte_carlo_integral, mc.gaussian, 4, nsamples=64_000)\n"
+        "print(serial == parallel, serial)\n"
+    )
+    out = _run([sys.executable, "-c", code], {"PYTHONPATH": os.pathsep.join([ROOT, EXAMPLES])})
+    assert out.startswith("True (0.3")  # (sqrt(pi)/2 erf(1))^4 = 0.311
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_task_farm(mode, serial_outputs):
+    out, serial = _same_as_serial("task_farm.py", mode, serial_outputs)
+    assert out == serial
+    assert "period 2 first at r = 3.002" in out and "period 4 first at r = 3.450" in out
+    assert "no period <= 32 (chaos) first at r = 3.570" in out  # the end of the period-doubling cascade
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fit_model_with_scipy_and_emcee(mode, serial_outputs):
+    pytest.importorskip("scipy", reason="fit_model.py needs scipy: pip install -e '.[examples]'")
+    pytest.importorskip("emcee", reason="fit_model.py needs emcee: pip install -e '.[examples]'")
+    out, serial = _same_as_serial("fit_model.py", mode, serial_outputs)
+    assert out == serial  # seeded: the same optimum and the same chain on every backend
+    assert _lines(out)[0].startswith("differential evolution: chi2 = ")
+    rows = {line.split()[0]: line.split() for line in _lines(out)[2:]}  # name true best mean +- std
+    for name in ("amplitude", "frequency", "phase"):
+        true, best, mean, std = (float(rows[name][i]) for i in (1, 2, 3, 5))
+        assert abs(best - true) < 5 * std and abs(mean - true) < 5 * std  # the fit finds the truth
+
+
+# ---------------------------------------------------------------------------
+# the Slurm script and the notebook
+
+
+def test_slurm_script_is_valid_bash_and_launches_a_tested_example():
+    script = os.path.join(EXAMPLES, "slurm_job.sh")
+    subprocess.run(["bash", "-n", script], check=True, timeout=30)
+    with open(script, encoding="utf-8") as lines:
+        commands = [
+            line.strip()
+            for line in lines
+            if line.strip() and not line.lstrip().startswith("#") and re.search(r"\b(srun|mpiexec)\b", line)
+        ]
+    assert commands, "the script launches nothing"
+    launched = set()
+    for command in commands:
+        launched.update(re.findall(r"python (?:-m parallelizer )?examples/(\w+\.py)", command))
+    assert launched and launched <= TESTED_SCRIPTS
+    assert all(os.path.exists(os.path.join(EXAMPLES, name)) for name in launched)
+
+
+_EXECUTE_NOTEBOOK = """
+import sys, nbformat, nbclient
+nb = nbformat.read(sys.argv[1], as_version=4)
+nbclient.NotebookClient(nb, timeout=90, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+for cell in nb.cells:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            sys.stdout.write(output["text"])
+        elif output.get("output_type") == "error":
+            sys.stdout.write("ERROR " + output["ename"] + "\\n")
+"""
+
+
+def test_notebook_runs_serially_and_with_multiprocessing():
+    pytest.importorskip("nbclient", reason="executing the notebook needs nbclient: pip install nbclient ipykernel")
+    pytest.importorskip("ipykernel", reason="executing the notebook needs ipykernel: pip install nbclient ipykernel")
+    notebook = os.path.join(EXAMPLES, "random_walks.ipynb")
+    out = _run([sys.executable, "-c", _EXECUTE_NOTEBOOK, notebook, EXAMPLES])
+    assert "ERROR" not in out
+    assert re.search(r"serial: <x\^2> after 200 steps = 197\.4, slope 0\.9\d\d \(theory: 1\)", out)
+    assert "3 processes: <x^2> after 200 steps = 197.4" in out
+    assert "identical to the serial result: True" in out
+    assert "serial: (1, 197.3914)" in out and "multiprocessing: (3, 197.3914)" in out
+
+
+# ---------------------------------------------------------------------------
+# the examples in the docstrings
+
+PUBLIC_MODULES = [
+    "parallelizer",
+    "parallelizer.base",
+    "parallelizer.registry",
+    "parallelizer.serial",
+    "parallelizer.mp",
+    "parallelizer.mpi",
+    "parallelizer.runner",
+    "parallelizer.errors",
+    "parallelizer.cli",
+]
+
+_DOCTEST = """
+import doctest, importlib, sys
+failed = tried = 0
+for name in sys.argv[1:]:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    failed += result.failed
+    tried += result.attempted
+print(f"{tried} tried, {failed} failed")
+"""
+
+
+def test_docstring_examples_pass():
+    out = _run([sys.executable, "-c", _DOCTEST, *PUBLIC_MODULES])
+    tried, failed = map(int, re.search(r"(\d+) tried, (\d+) failed", out).groups())
+    assert failed == 0, out
+    assert tried >= 20
