@@ -32,10 +32,12 @@ test: install
 		timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $$n -prepend-rank $(MPI_PYTEST) tests || exit 1; \
 	done
 
-# Long soak tests (100,000 mixed collectives per backend): not part of CI.
+# Long tests, not part of CI: the soak (100,000 mixed collectives per backend)
+# and messages over 2 GiB.
 test-slow: install
-	$(PY) -m pytest -m slow --backends serial,mp3 -o timeout=3600 tests/contract/test_soak.py
-	timeout 3600 $(MPIEXEC) -n 3 -prepend-rank $(MPI_PYTEST) -m slow -o timeout=3600 tests/contract/test_soak.py
+	$(PY) -m pytest -m slow --backends serial,mp3 -o timeout=3600 tests/contract/test_soak.py tests/contract/test_huge_messages.py
+	timeout 3600 $(MPIEXEC) -n 3 -prepend-rank $(MPI_PYTEST) -m slow -o timeout=3600 \
+		tests/contract/test_soak.py tests/contract/test_huge_messages.py
 
 lint: install
 	$(VENV)/bin/ruff check parallelizer tests examples benchmarks

@@ -79,6 +79,8 @@ def run_map(
         semantics.check_sequence(data, "data")
         bar = _progress.open_bar(len(data), progress)
     try:
+        if par.nprocs == 1 and not vectorized and bar is None and not capture:
+            return list(map(func, data))  # one process: nothing to split or join
         compute = _computer(par.id, func, vectorized, capture)
         if par.nprocs == 1:
             result = compute(semantics.root_block(data, 0, len(data)), bar)
@@ -149,6 +151,7 @@ def _static(
         parts = par._gather_list(local, root)
     elif par.id != root:
         par._send(local, root, CollTag.MAP_RESULT, Space.COLL)
+        par._complete_sends()
         parts = None
     else:
         # Results are collected as they arrive, so the bar moves with them.
@@ -225,6 +228,7 @@ def _dynamic_root(
         collect(block=True)
     for rank in others:
         par._send(None, rank, CollTag.MAP_TASK, Space.COLL)
+    par._complete_sends()
     _raise_failures(results)
     return semantics.join_map_results(results, vectorized)
 
@@ -266,6 +270,7 @@ def _dynamic_worker(par: Parallelizer, compute: Compute, root: int) -> None:
     while True:
         task = par._recv(root, CollTag.MAP_TASK, Space.COLL)
         if task is None:
+            par._complete_sends()
             return None
         index, items = task
         par._send((index, compute(items, None)), root, CollTag.MAP_RESULT, Space.COLL)

@@ -4,8 +4,8 @@ Writing to freshly allocated memory costs a page fault and the kernel's
 zero-filling per page: on the machines we measured, a fresh 256 MiB array
 takes ~1.6x as long to fill as one whose pages are already mapped. Programs
 that scatter and gather in a loop receive arrays of the same sizes again and
-again, so the arrays the transport allocates for large messages (8 MiB and
-up) come from a small pool of anonymous mappings: when the user drops such an
+again, so the arrays the transport allocates for messages of ``POOL_MIN``
+bytes and up come from a small pool of anonymous mappings: when the user drops such an
 array, its mapping becomes free (nothing else references it) and the next
 array of a similar size reuses its pages.
 
@@ -22,12 +22,12 @@ import sys
 import threading
 from typing import Any, Literal
 
-POOL_MIN = 8 << 20
+POOL_MIN = 256 << 10
 """Arrays from this size on come from the pool."""
 
-KEEP_CHUNKS = 4
+KEEP_CHUNKS = 8
 KEEP_BYTES = 1 << 30
-_ALIGN = 2 << 20  # huge-page size
+_HUGE = 2 << 20  # huge-page size: larger chunks are rounded up to it
 
 _lock = threading.Lock()
 _chunks: list[mmap.mmap] = []
@@ -59,7 +59,8 @@ def _take(nbytes: int) -> mmap.mmap:
         if best is not None:
             return best
         _trim()
-        size = -(-nbytes // _ALIGN) * _ALIGN
+        align = _HUGE if nbytes >= _HUGE else mmap.PAGESIZE
+        size = -(-nbytes // align) * align
         chunk = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         if hasattr(mmap, "MADV_HUGEPAGE"):
             with contextlib.suppress(OSError):

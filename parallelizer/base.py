@@ -195,6 +195,9 @@ class Parallelizer(abc.ABC):
     def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
         """Sends ``obj`` to ``dest``; small messages must not wait for the receiver."""
 
+    def _complete_sends(self) -> None:
+        """Waits until every ``_send`` has left (for transports that send without waiting)."""
+
     @abc.abstractmethod
     def _recv(self, source: int, tag: int, space: Space) -> Any:
         """Receives the next object ``source`` sent with ``tag`` in ``space``."""

@@ -88,6 +88,7 @@ class MPIParallelizer(Parallelizer):
         self._size = self._comm.Get_size()
         self._coll = _collectives.Collectives(self._comm)
         self._to_self: dict[tuple[Space, int], deque[_codec.Encoded]] = {}
+        self._inflight: list[tuple[list[Any], Any]] = []  # non-blocking sends and what they keep alive
         self._token = next(_counter)
         _instances[self._token] = self
 
@@ -147,7 +148,23 @@ class MPIParallelizer(Parallelizer):
         if dest == self._rank:  # a blocking MPI send to oneself could wait forever
             self._to_self.setdefault((space, tag), deque()).append(_codec.encode(obj, "the object sent to oneself"))
             return
-        messages.send_obj(self._comm_for(space), obj, dest, tag, f"the object sent to rank {dest}")
+        what = f"the object sent to rank {dest}"
+        if space == Space.USER:  # standard mode, as the contract says: large sends may wait
+            messages.send_obj(self._user, obj, dest, tag, what)
+            return
+        # The collectives' own messages never wait for their receiver: two
+        # ranks each sending a large message to the other (a dynamic map's
+        # next task and last result) would otherwise block each other forever.
+        MPI = runtime.load()
+        self._inflight = [entry for entry in self._inflight if not MPI.Request.Testall(entry[0])]
+        self._inflight.append(messages.isend_obj(self._comm, obj, dest, tag, what))
+
+    def _complete_sends(self) -> None:
+        if self._inflight:
+            MPI = runtime.load()
+            for requests, _ in self._inflight:
+                MPI.Request.Waitall(requests)
+            self._inflight.clear()
 
     def _recv(self, source: int, tag: int, space: Space) -> Any:
         what = f"recv(source={source}, tag={tag})"

@@ -60,6 +60,12 @@ def send_bytes(comm: Any, view: memoryview, dest: int, tag: int) -> None:
         comm.Send([view[start : start + CHUNK], MPI.BYTE], dest, tag)
 
 
+def isend_bytes(comm: Any, view: memoryview, dest: int, tag: int) -> list[Any]:
+    """Like :func:`send_bytes`, without waiting: the requests to complete later."""
+    MPI = _mpi()
+    return [comm.Isend([view[start : start + CHUNK], MPI.BYTE], dest, tag) for start in _chunks(view.nbytes)]
+
+
 def recv_bytes(comm: Any, view: memoryview, source: int, tag: int) -> None:
     """Receives into a byte view what :func:`send_bytes` sent."""
     MPI = _mpi()
@@ -91,19 +97,39 @@ def _parse_sizes(data: memoryview | bytes | bytearray, offset: int, count: int) 
 # ---------------------------------------------------------------------- point to point
 
 
-def send_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> None:
-    """Sends ``obj`` to ``dest`` (see the module docstring for the wire format)."""
+def _first_message(obj: Any, what: str) -> tuple[bytes, bool, _codec.Encoded]:
     encoded = _codec.encode(obj, what, by_value=False)
     sizes = _sizes(encoded)
     inline = HEADER.size + len(sizes) + len(encoded.body) <= CHUNK
     head = HEADER.pack(encoded.flags, 0 if inline else 1, len(encoded.buffers), len(encoded.body))
-    first = head + sizes + (encoded.body if inline else b"")
+    return head + sizes + (encoded.body if inline else b""), inline, encoded
+
+
+def send_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> None:
+    """Sends ``obj`` to ``dest`` (see the module docstring for the wire format)."""
+    first, inline, encoded = _first_message(obj, what)
     MPI = _mpi()
     comm.Send([first, MPI.BYTE], dest, tag)
     if not inline:
         send_bytes(comm, memoryview(encoded.body), dest, tag)
     for buffer in encoded.buffers:
         send_bytes(comm, buffer, dest, tag)
+
+
+def isend_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> tuple[list[Any], Any]:
+    """Like :func:`send_obj`, without waiting for the receiver.
+
+    Returns:
+        The requests to complete, and what must stay alive until they are.
+    """
+    first, inline, encoded = _first_message(obj, what)
+    MPI = _mpi()
+    requests = [comm.Isend([first, MPI.BYTE], dest, tag)]
+    if not inline:
+        requests += isend_bytes(comm, memoryview(encoded.body), dest, tag)
+    for buffer in encoded.buffers:
+        requests += isend_bytes(comm, buffer, dest, tag)
+    return requests, (first, encoded)
 
 
 def recv_obj(comm: Any, source: int, tag: int, what: str) -> tuple[int, Any]:

@@ -129,3 +129,16 @@ def test_map_with_progress_bar(par, schedule, capsys):
 def _progress_body(schedule, parallelizer):
     data = list(range(30)) if parallelizer.on_main else None
     return parallelizer.map(lambda x: x + 1, data, schedule=schedule, progress=True)
+
+
+def _large_chunks_body(parallelizer):
+    # early guided chunks are tens of thousands of items: messages far over
+    # any eager limit, both ways at once (a deadlock under MPI's rendezvous)
+    data = list(range(-60_000, 60_000)) if parallelizer.on_main else None
+    return parallelizer.map(abs, data, schedule="dynamic")
+
+
+def test_dynamic_map_with_large_chunks(par):
+    result = par.run(_large_chunks_body)
+    if par.on_main:
+        assert result == [abs(x) for x in range(-60_000, 60_000)]

@@ -255,3 +255,13 @@ def test_runner_checks_its_arguments():
         ClientServerRunner(3)
     with pytest.raises(TypeError, match="server"):
         ClientServerRunner(_quiet_client, server="no")
+
+
+def _large_chunks_client(parallelizer=None):
+    return parallelizer.map(abs, range(-60_000, 60_000), schedule="dynamic")
+
+
+def test_dynamic_map_with_large_chunks_through_the_runner(par):
+    result = _run(par, _large_chunks_client)
+    if par.on_main:
+        assert result == [abs(x) for x in range(-60_000, 60_000)]

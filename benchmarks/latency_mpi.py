@@ -1,0 +1,146 @@
+"""Small objects and objects holding large arrays under MPI: ours against raw mpi4py, in one job.
+
+``python -m benchmarks.latency_mpi`` launches itself as one ``mpiexec -n 2``
+job and times:
+
+* the latency of ``broadcast`` of a small dict, ``allreduce`` of a float and
+  ``barrier``: ours against mpi4py's lowercase ``bcast``/``allreduce`` (what
+  one uses for Python objects), ``Allreduce`` of a one-element array and
+  ``Barrier``;
+* ``broadcast`` of a dict holding a 64 MiB float64 array and a few small
+  fields: ours (the array travels as a buffer, never pickled) against
+  mpi4py's lowercase ``bcast`` (pickles it) and, as the floor, raw ``Bcast``
+  of the array alone into a preallocated or a new array (the raw call is told
+  the size; ours finds out the object's structure itself).
+
+Every sample is the slowest rank's time per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .context import find_mpiexec, forward_args, launch, mpi_command, parser
+from .harness import MiB, Report, measure
+
+MODULE = "benchmarks.latency_mpi"
+NPROCS = 2
+SMALL = {"step": 12, "name": "chain-3", "temperature": 1.5, "flags": (True, False)}
+ARRAY_MIB = 64
+BCAST_TARGET = 1.3
+OBJECT_TARGET = 5.0
+
+
+def _small_cases(par: Any, comm: Any, MPI: Any) -> dict[str, dict[str, Callable[[], Any]]]:
+    root = comm.Get_rank() == 0
+    one = np.ones(1)
+    out = np.empty(1)
+    return {
+        "broadcast small dict": {
+            "ours (MPI)": lambda: par.broadcast(SMALL if root else None),
+            "mpi4py bcast": lambda: comm.bcast(SMALL if root else None, root=0),
+        },
+        "allreduce float": {
+            "ours (MPI)": lambda: par.allreduce(1.5),
+            "mpi4py allreduce": lambda: comm.allreduce(1.5, op=MPI.SUM),
+            "mpi4py Allreduce (1-element array)": lambda: comm.Allreduce(one, out, op=MPI.SUM),
+        },
+        "barrier": {
+            "ours (MPI)": par.barrier,
+            "mpi4py Barrier": comm.Barrier,
+            "mpi4py barrier": comm.barrier,
+        },
+    }
+
+
+def _object_cases(par: Any, comm: Any) -> dict[str, Callable[[], Any]]:
+    root = comm.Get_rank() == 0
+    array = np.arange(ARRAY_MIB * MiB // 8, dtype=np.float64)
+    obj = {"samples": array, "step": 12, "name": "chain-3", "shape": array.shape}
+    warm = array if root else np.empty_like(array)
+    return {
+        "ours (MPI)": lambda: par.broadcast(obj if root else None),
+        "mpi4py bcast (pickle)": lambda: comm.bcast(obj if root else None, root=0),
+        "mpi4py Bcast of the array (warm)": lambda: comm.Bcast(warm, root=0),
+        "mpi4py Bcast of the array (fresh)": lambda: comm.Bcast(array if root else np.empty_like(array), root=0),
+    }
+
+
+def run_ranks(args: argparse.Namespace) -> None:
+    """The job itself (every rank runs it)."""
+    from mpi4py import MPI
+
+    from parallelizer import MPIParallelizer
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    par = MPIParallelizer()
+
+    def agree(seconds: float) -> float:
+        return float(comm.allreduce(seconds, op=MPI.MAX))
+
+    report = Report("latency_mpi", "MPI small objects and objects holding arrays: ours vs raw mpi4py", args)
+    report.extra["mpi_library"] = " ".join(MPI.Get_library_version().split()[:3])
+    repeats = 7 if args.quick else 15
+    for op, cases in _small_cases(par, comm, MPI).items():
+        samples = measure(cases, repeats=repeats, warmup=200, min_time=0.02, sync=comm.Barrier, agree=agree)
+        for system, values in samples.items():
+            report.add(op, system, values)
+    op = f"broadcast dict with {ARRAY_MIB} MiB array"
+    samples = measure(
+        _object_cases(par, comm), repeats=5 if args.quick else 9, warmup=2, sync=comm.Barrier, agree=agree
+    )
+    for system, values in samples.items():
+        report.add(op, system, values, size=ARRAY_MIB * MiB, work=ARRAY_MIB * MiB)
+    if rank != 0:
+        return
+    compare(report)
+    report.print_table()
+    report.write()
+
+
+def compare(report: Report) -> None:
+    """Our figures against the peers'."""
+    section = "MPI small-object latency (2 ranks)"
+    find = report.find
+    ours = find("broadcast small dict", "ours (MPI)")
+    report.compare(
+        section,
+        "broadcast small dict",
+        ours,
+        find("broadcast small dict", "mpi4py bcast"),
+        kind="cost",
+        target=BCAST_TARGET,
+    )
+    ours = find("allreduce float", "ours (MPI)")
+    for peer in ("mpi4py allreduce", "mpi4py Allreduce (1-element array)"):
+        report.compare(section, "allreduce float", ours, find("allreduce float", peer), kind="cost")
+    ours = find("barrier", "ours (MPI)")
+    for peer in ("mpi4py Barrier", "mpi4py barrier"):
+        report.compare(section, "barrier", ours, find("barrier", peer), kind="cost")
+    section = "MPI objects holding arrays (2 ranks)"
+    op = f"broadcast dict with {ARRAY_MIB} MiB array"
+    ours = find(op, "ours (MPI)")
+    report.compare(section, op, ours, find(op, "mpi4py bcast (pickle)"), target=OBJECT_TARGET)
+    for flavour in ("warm", "fresh"):
+        report.compare(section, op, ours, find(op, f"mpi4py Bcast of the array ({flavour})"))
+
+
+def main() -> None:
+    """Launches the ``mpiexec`` job, or is one of its ranks."""
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    if args.child is None:
+        launch(
+            mpi_command(find_mpiexec(args.mpiexec), NPROCS, MODULE, *forward_args(args), "--child", "rank"),
+            args.timeout,
+        )
+    else:
+        run_ranks(args)
+
+
+if __name__ == "__main__":
+    main()
