@@ -34,9 +34,11 @@ test: install
 
 # Long tests, not part of CI: the soak (100,000 mixed collectives per backend)
 # and messages over 2 GiB.
+SLOW_TIMEOUTS := -o timeout=3600 -o faulthandler_timeout=3500
+
 test-slow: install
-	$(PY) -m pytest -m slow --backends serial,mp3 -o timeout=3600 tests/contract/test_soak.py tests/contract/test_huge_messages.py
-	timeout 3600 $(MPIEXEC) -n 3 -prepend-rank $(MPI_PYTEST) -m slow -o timeout=3600 \
+	$(PY) -m pytest -m slow --backends serial,mp3 $(SLOW_TIMEOUTS) tests/contract/test_soak.py tests/contract/test_huge_messages.py
+	timeout 7200 $(MPIEXEC) -n 3 -prepend-rank $(MPI_PYTEST) -m slow $(SLOW_TIMEOUTS) \
 		tests/contract/test_soak.py tests/contract/test_huge_messages.py
 
 lint: install
