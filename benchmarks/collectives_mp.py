@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .context import parser
+from .context import entry_point
 from .harness import MiB, Report, measure
 
 MODULE = "benchmarks.collectives_mp"
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> Report:
 
 def main() -> None:
     """Runs the benchmark in this process."""
-    run(parser(__doc__.splitlines()[0]).parse_args())
+    entry_point(__doc__, run)
 
 
 if __name__ == "__main__":

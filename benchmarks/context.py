@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,21 @@ def forward_args(args: argparse.Namespace) -> list[str]:
     if args.quick:
         forwarded.append("--quick")
     return forwarded
+
+
+def entry_point(
+    doc: str,
+    run: Callable[[argparse.Namespace], Any],
+    run_child: Callable[[argparse.Namespace], Any] | None = None,
+) -> None:
+    """A benchmark module's ``main``: parses the arguments (described by the
+    first line of ``doc``), then runs the parent part, or the child part when
+    started with ``--child``."""
+    args = parser(doc.splitlines()[0]).parse_args()
+    if args.child is None or run_child is None:
+        run(args)
+    else:
+        run_child(args)
 
 
 def under_mpiexec() -> bool:

@@ -168,6 +168,19 @@ class Comparison:
             return "-"
         return f">= {self.target:g}x" if self.kind == "speed" else f"<= {self.target:g}x (cost)"
 
+    def cells(self) -> list[str]:
+        """The table cells: case, ours, our figure, peer, its figure, ratio, target, verdict."""
+        return [
+            self.case,
+            self.ours,
+            fmt_value(self.ours_value, self.unit),
+            self.peer,
+            fmt_value(self.peer_value, self.unit),
+            self.ratio_text(),
+            self.target_text(),
+            self.verdict,
+        ]
+
     def to_json(self) -> dict[str, Any]:
         """A JSON record, with the derived fields."""
         record = dataclasses.asdict(self)
@@ -353,19 +366,7 @@ def print_comparisons(title: str, comparisons: Sequence[Comparison], file: Any =
     """Prints comparisons as a table: case, ours, peer, ratio, target, verdict."""
     out = sys.stdout if file is None else file
     header = ("case", "ours", "", "peer", "", "ratio", "target", "")
-    rows = [
-        (
-            c.case,
-            c.ours,
-            fmt_value(c.ours_value, c.unit),
-            c.peer,
-            fmt_value(c.peer_value, c.unit),
-            c.ratio_text(),
-            c.target_text(),
-            c.verdict,
-        )
-        for c in comparisons
-    ]
+    rows = [tuple(c.cells()) for c in comparisons]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\n== {title} ==", file=out)
     print(

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .context import find_mpiexec, forward_args, launch, mpi_command, parser
+from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command
 from .harness import MiB, Report, measure
 
 MODULE = "benchmarks.latency_mpi"
@@ -130,16 +130,16 @@ def compare(report: Report) -> None:
         report.compare(section, op, ours, find(op, f"mpi4py Bcast of the array ({flavour})"))
 
 
+def launch_job(args: argparse.Namespace) -> None:
+    """Starts the ``mpiexec`` job whose ranks run :func:`run_ranks`."""
+    launch(
+        mpi_command(find_mpiexec(args.mpiexec), NPROCS, MODULE, *forward_args(args), "--child", "rank"), args.timeout
+    )
+
+
 def main() -> None:
     """Launches the ``mpiexec`` job, or is one of its ranks."""
-    args = parser(__doc__.splitlines()[0]).parse_args()
-    if args.child is None:
-        launch(
-            mpi_command(find_mpiexec(args.mpiexec), NPROCS, MODULE, *forward_args(args), "--child", "rank"),
-            args.timeout,
-        )
-    else:
-        run_ranks(args)
+    entry_point(__doc__, launch_job, run_ranks)
 
 
 if __name__ == "__main__":

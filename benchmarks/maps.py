@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from . import workloads
-from .context import parser
+from .context import entry_point
 from .harness import Report
 from .workloads import TASKS_1MS, TRIVIAL, WORKLOADS, Workload, call_samples
 
@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> Report:
 
 def main() -> None:
     """Runs the benchmark in this process."""
-    run(parser(__doc__.splitlines()[0]).parse_args())
+    entry_point(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import math
 from pathlib import Path
 
 from . import workloads
-from .context import find_mpiexec, forward_args, launch, mpi_command, parser, relative
+from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command, relative
 from .harness import Report, Timing, median, read_json, write_json
 from .workloads import TASKS_1MS, TRIVIAL, WORKLOADS, call_samples
 
@@ -223,11 +223,7 @@ def run(args: argparse.Namespace) -> Report:
 
 def main() -> None:
     """Launches the jobs, or is one rank of one of them."""
-    args = parser(__doc__.splitlines()[0]).parse_args()
-    if args.child is None:
-        run(args)
-    else:
-        run_child(args)
+    entry_point(__doc__, run, run_child)
 
 
 if __name__ == "__main__":

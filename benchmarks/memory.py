@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .context import find_mpiexec, forward_args, launch, mpi_command, parser, python_module
+from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command, python_module
 from .harness import MiB, Report, read_json, write_json
 
 MODULE = "benchmarks.memory"
@@ -188,11 +188,7 @@ def compare(report: Report) -> None:
 
 def main() -> None:
     """Runs the benchmark, or is one fresh process of it."""
-    args = parser(__doc__.splitlines()[0]).parse_args()
-    if args.child is None:
-        run(args)
-    else:
-        run_child(args)
+    entry_point(__doc__, run, run_child)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import plots
 from .context import RESULTS_DIR
-from .harness import Comparison, fmt_value, read_json
+from .harness import Comparison, read_json
 
 ORDER = ("collectives_mpi", "latency_mpi", "collectives_mp", "maps", "maps_mpi", "startup", "memory")
 SUITE = "suite.json"
@@ -43,20 +43,11 @@ def _md_table(comparisons: Sequence[Comparison], with_section: bool = False) -> 
         header.insert(0, "benchmark")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in comparisons:
-        cells = [
-            c.case,
-            c.ours,
-            fmt_value(c.ours_value, c.unit),
-            c.peer,
-            fmt_value(c.peer_value, c.unit),
-            c.ratio_text(),
-            c.target_text(),
-            f"**{c.verdict}**"
-            if c.verdict.startswith("MISS")
-            else f"*{c.verdict}*"
-            if c.verdict == "marginal"
-            else c.verdict,
-        ]
+        cells = c.cells()
+        if c.verdict.startswith("MISS"):
+            cells[-1] = f"**{c.verdict}**"
+        elif c.verdict == "marginal":
+            cells[-1] = f"*{c.verdict}*"
         if notes:
             cells.append(c.note)
         if with_section:
