@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command
-from .harness import MiB, Report, measure
+from .harness import MiB, Report, measure, mpi_job
 
 MODULE = "benchmarks.collectives_mpi"
 NPROCS = 2
@@ -106,20 +106,10 @@ def _memcpy_case(nbytes: int, rank: int) -> Callable[[], Any]:
 
 def run_ranks(args: argparse.Namespace) -> None:
     """The job itself (every rank runs it)."""
-    from mpi4py import MPI
-
-    from parallelizer import MPIParallelizer
-
-    comm = MPI.COMM_WORLD
+    MPI, comm, par, agree, report = mpi_job(
+        "collectives_mpi", "MPI array collectives: ours vs raw mpi4py vs memcpy", args
+    )
     rank = comm.Get_rank()
-    par = MPIParallelizer()
-
-    def agree(seconds: float) -> float:
-        return float(comm.allreduce(seconds, op=MPI.MAX))
-
-    report = Report("collectives_mpi", "MPI array collectives: ours vs raw mpi4py vs memcpy", args)
-    report.extra["mpi_library"] = " ".join(MPI.Get_library_version().split()[:3])
-    report.extra["nprocs"] = comm.Get_size()
     repeats = 5 if args.quick else 7
     for mib in QUICK_SIZES if args.quick else SIZES:
         nbytes = mib * MiB

@@ -254,6 +254,28 @@ def measure(
     return samples
 
 
+def mpi_job(name: str, title: str, args: argparse.Namespace) -> tuple[Any, Any, Any, Callable[[float], float], Report]:
+    """What every rank of an MPI benchmark job starts with.
+
+    Returns:
+        ``(MPI, COMM_WORLD, MPIParallelizer(), agree, report)``, where ``agree``
+        turns a rank's time into the slowest rank's (for :func:`measure`).
+    """
+    from mpi4py import MPI
+
+    from parallelizer import MPIParallelizer
+
+    comm = MPI.COMM_WORLD
+
+    def agree(seconds: float) -> float:
+        return float(comm.allreduce(seconds, op=MPI.MAX))
+
+    report = Report(name, title, args)
+    report.extra["mpi_library"] = " ".join(MPI.Get_library_version().split()[:3])
+    report.extra["nprocs"] = comm.Get_size()
+    return MPI, comm, MPIParallelizer(), agree, report
+
+
 def median(samples: Sequence[float]) -> float:
     """The median of ``samples``."""
     return float(statistics.median(samples))

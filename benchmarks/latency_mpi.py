@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command
-from .harness import MiB, Report, measure
+from .harness import MiB, Report, measure, mpi_job
 
 MODULE = "benchmarks.latency_mpi"
 NPROCS = 2
@@ -72,19 +72,9 @@ def _object_cases(par: Any, comm: Any) -> dict[str, Callable[[], Any]]:
 
 def run_ranks(args: argparse.Namespace) -> None:
     """The job itself (every rank runs it)."""
-    from mpi4py import MPI
-
-    from parallelizer import MPIParallelizer
-
-    comm = MPI.COMM_WORLD
+    title = "MPI small objects and objects holding arrays: ours vs raw mpi4py"
+    MPI, comm, par, agree, report = mpi_job("latency_mpi", title, args)
     rank = comm.Get_rank()
-    par = MPIParallelizer()
-
-    def agree(seconds: float) -> float:
-        return float(comm.allreduce(seconds, op=MPI.MAX))
-
-    report = Report("latency_mpi", "MPI small objects and objects holding arrays: ours vs raw mpi4py", args)
-    report.extra["mpi_library"] = " ".join(MPI.Get_library_version().split()[:3])
     repeats = 7 if args.quick else 15
     for op, cases in _small_cases(par, comm, MPI).items():
         samples = measure(cases, repeats=repeats, warmup=200, min_time=0.02, sync=comm.Barrier, agree=agree)
