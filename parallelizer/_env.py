@@ -82,9 +82,3 @@ def launcher_world_size() -> tuple[int, str] | None:
         except ValueError:
             continue
     return None
-
-
-def launched_by_mpi() -> bool:
-    """True when an MPI launcher started this process with more than one rank."""
-    found = launcher_world_size()
-    return found is not None and found[0] > 1

@@ -18,7 +18,6 @@ class CollTag(enum.IntEnum):
     BCAST = 1
     SCATTER = 2
     GATHER = 3
-    BARRIER = 4
     MAP_TASK = 5
     MAP_RESULT = 6
     COMMAND = 7

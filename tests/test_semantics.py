@@ -111,3 +111,23 @@ def test_checks_name_the_argument():
     assert semantics.is_splittable(np.zeros((0, 3)))
     assert not semantics.is_splittable(np.zeros(()))
     assert semantics.check_rank(np.int64(1), 2, "root") == 1
+
+
+def test_warm_pool_reuses_memory_its_arrays_no_longer_use():
+    from parallelizer import _memory
+
+    first = _memory.empty((1 << 20,), "float64")  # 8 MiB: from the pool
+    address = first.ctypes.data
+    in_use, _ = _memory.pooled_bytes()
+    assert in_use >= first.nbytes
+    view = first[10:]
+    del first
+    again = _memory.empty((1 << 20,), "float64")
+    second = again.ctypes.data
+    assert second != address  # a view still holds the first chunk
+    del view, again
+    reused = _memory.empty((1 << 20,), "float64")
+    assert reused.ctypes.data in (address, second)  # warm memory, not a new mapping
+    small = _memory.empty((10,), "float64")  # below POOL_MIN: plain numpy memory
+    assert small.base is None
+    _memory.release()
