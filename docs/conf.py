@@ -44,13 +44,14 @@ html_title = f"parallelizer {release}"
 # README.md is the guide's front page (index.md includes it). Its links to
 # files of the repository point, in the HTML, at the examples page instead.
 _EXAMPLE_LINK = re.compile(r"\]\(examples/(\w+)\.(?:py|sh|ipynb)\)")
+_BENCHMARK_LINK = re.compile(r"\[`(benchmarks/[\w.]+)`\]\(benchmarks/[\w.]+\)")
 
 
 def _readme_links(app: Any, relative_path: Any, parent_docname: str, content: list[str]) -> None:
     if os.path.basename(str(relative_path)) != "README.md" or parent_docname != "index":
         return
     text = _EXAMPLE_LINK.sub(lambda match: f"](#example-{match.group(1)})", content[0])
-    text = text.replace("[`benchmarks/README.md`](benchmarks/README.md)", "`benchmarks/README.md` in the repository")
+    text = _BENCHMARK_LINK.sub(r"`\1` in the repository", text)
     content[0] = text
 
 
