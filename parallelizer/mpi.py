@@ -137,7 +137,7 @@ class MPIParallelizer(Parallelizer):
         try:
             return func(*args, parallelizer=self, **kwargs)
         except BaseException as exc:
-            abort.abort(exc, MPI_world_rank())
+            abort.abort(exc, _world_rank())
 
     # ------------------------------------------------------------------ transport
 
@@ -227,7 +227,7 @@ class MPIParallelizer(Parallelizer):
         return signatures
 
 
-def MPI_world_rank() -> int | None:
+def _world_rank() -> int | None:
     """This process's rank in ``MPI.COMM_WORLD`` (``None`` without MPI)."""
     if not runtime.initialized():
         return None
