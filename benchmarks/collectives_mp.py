@@ -153,10 +153,7 @@ def run(args: argparse.Namespace) -> Report:
     for nbytes, samples in pool.items():
         for op, values in samples.items():
             report.add(op, POOL, values, size=nbytes, work=nbytes, note="Pool(2) default start method")
-    compare(report)
-    report.print_table()
-    report.write()
-    return report
+    return report.finish(compare)
 
 
 def main() -> None:

@@ -221,6 +221,17 @@ def entry_point(
         run_child(args)
 
 
+def mpi_entry_point(doc: str, module: str, nprocs: int, run_ranks: Callable[[argparse.Namespace], Any]) -> None:
+    """``main`` of a benchmark that is one ``mpiexec`` job: launches the job,
+    whose ranks (started with ``--child rank``) run ``run_ranks``."""
+
+    def launch_job(args: argparse.Namespace) -> None:
+        command = mpi_command(find_mpiexec(args.mpiexec), nprocs, module, *forward_args(args), "--child", "rank")
+        launch(command, args.timeout)
+
+    entry_point(doc, launch_job, run_ranks)
+
+
 def under_mpiexec() -> bool:
     """True when this process was started by mpiexec (MPICH, Open MPI, Slurm)."""
     return any(name in os.environ for name in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"))

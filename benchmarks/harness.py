@@ -359,6 +359,13 @@ class Report:
         self.comparisons.append(comparison)
         return comparison
 
+    def finish(self, compare: Callable[[Report], None]) -> Report:
+        """Adds the comparisons (``compare(self)``), prints the table, writes the JSON."""
+        compare(self)
+        self.print_table()
+        self.write()
+        return self
+
     def print_table(self, file: Any = None) -> None:
         """Prints the comparisons as a readable table."""
         print_comparisons(self.title, self.comparisons, file=file)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command
+from .context import mpi_entry_point
 from .harness import MiB, Report, measure, mpi_job
 
 MODULE = "benchmarks.latency_mpi"
@@ -88,9 +88,7 @@ def run_ranks(args: argparse.Namespace) -> None:
         report.add(op, system, values, size=ARRAY_MIB * MiB, work=ARRAY_MIB * MiB)
     if rank != 0:
         return
-    compare(report)
-    report.print_table()
-    report.write()
+    report.finish(compare)
 
 
 def compare(report: Report) -> None:
@@ -120,16 +118,9 @@ def compare(report: Report) -> None:
         report.compare(section, op, ours, find(op, f"mpi4py Bcast of the array ({flavour})"))
 
 
-def launch_job(args: argparse.Namespace) -> None:
-    """Starts the ``mpiexec`` job whose ranks run :func:`run_ranks`."""
-    launch(
-        mpi_command(find_mpiexec(args.mpiexec), NPROCS, MODULE, *forward_args(args), "--child", "rank"), args.timeout
-    )
-
-
 def main() -> None:
     """Launches the ``mpiexec`` job, or is one of its ranks."""
-    entry_point(__doc__, launch_job, run_ranks)
+    mpi_entry_point(__doc__, MODULE, NPROCS, run_ranks)
 
 
 if __name__ == "__main__":

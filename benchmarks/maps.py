@@ -165,10 +165,7 @@ def run(args: argparse.Namespace) -> Report:
     bench_ours(report, args.quick)
     bench_peers(report, args.quick)
     add_ideal(report, NPROCS)
-    compare(report)
-    report.print_table()
-    report.write()
-    return report
+    return report.finish(compare)
 
 
 def main() -> None:

@@ -215,10 +215,7 @@ def run(args: argparse.Namespace) -> Report:
             report.add_timing(Timing(**record))
         part.unlink()
     add_ideal(report, NPROCS)
-    compare(report)
-    report.print_table()
-    report.write()
-    return report
+    return report.finish(compare)
 
 
 def main() -> None:

@@ -164,10 +164,7 @@ def run(args: argparse.Namespace) -> Report:
                 report.add(OP, name, [per_rank[0][call]], size=nbytes, unit="B", note=note)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
-    compare(report)
-    report.print_table()
-    report.write()
-    return report
+    return report.finish(compare)
 
 
 def compare(report: Report) -> None:

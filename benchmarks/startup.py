@@ -153,10 +153,7 @@ def run(args: argparse.Namespace) -> Report:
             values = [sample[figure] for sample in samples if figure in sample]
             if values:
                 report.add(label, name, values, note=f"median of {len(values)} fresh starts")
-    compare(report)
-    report.print_table()
-    report.write()
-    return report
+    return report.finish(compare)
 
 
 def compare(report: Report) -> None:

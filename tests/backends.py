@@ -83,3 +83,12 @@ def spmd(par: Parallelizer, body, *args):
     if isinstance(par, MPIParallelizer):
         return body(*args, parallelizer=par)
     return par.run(body, *args)
+
+
+@contextlib.contextmanager
+def mp_groups(sizes: tuple[int, ...]) -> Iterator[dict[int, Parallelizer]]:
+    """Multiprocessing groups of the given sizes, started for the duration."""
+    from parallelizer import MultiprocessingParallelizer
+
+    with contextlib.ExitStack() as stack:
+        yield {size: stack.enter_context(MultiprocessingParallelizer(nprocs=size)) for size in sizes}

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from backends import mp_groups
 from faults import CALLS, WHEN, InjectedFault, failing_body, positions
 
 from parallelizer import MultiprocessingParallelizer, RemoteError
@@ -24,12 +25,10 @@ _groups: dict[int, MultiprocessingParallelizer] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def mp_groups():
-    for size in MP_SIZES:
-        _groups[size] = MultiprocessingParallelizer(nprocs=size).__enter__()
-    yield
-    for group in _groups.values():
-        group.__exit__(None, None, None)
+def started_groups():
+    with mp_groups(MP_SIZES) as groups:
+        _groups.update(groups)
+        yield
     _groups.clear()
 
 

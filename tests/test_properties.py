@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from backends import mp_groups
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -26,12 +27,10 @@ PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[Healt
 
 
 @pytest.fixture(scope="module", autouse=True)
-def groups():
-    for size in SIZES:
-        _groups[size] = MultiprocessingParallelizer(nprocs=size).__enter__()
-    yield
-    for group in _groups.values():
-        group.__exit__(None, None, None)
+def started_groups():
+    with mp_groups(SIZES) as groups:
+        _groups.update(groups)
+        yield
     _groups.clear()
 
 
