@@ -1,22 +1,16 @@
 """The abstract :class:`Parallelizer`: the contract every backend fulfils.
 
-A backend provides only the transport:
+A backend provides only the transport (:class:`parallelizer._core.transport.Transport`:
+``id``, ``nprocs``, and moving one object between two processes), and
+optionally ``_start``/``_stop`` (lifecycle) and ``_run`` (how ``run``
+executes ``func`` on every process).
 
-* ``id`` and ``nprocs``;
-* ``_send(obj, dest, tag, space)`` / ``_recv(source, tag, space)`` /
-  ``_recv_any(tag, space, block)``: moving one object between two processes
-  in a message space (``Space.USER`` for ``send``/``recv``, ``Space.COLL``
-  for the collectives' own traffic, so the two never match each other);
-* optionally ``_start``/``_stop`` (lifecycle) and ``_run`` (how ``run``
-  executes ``func`` on every process).
-
-Everything else is written here once: argument checks, the collectives
-(as simple linear algorithms over the transport, with the meaning taken from
-:mod:`parallelizer.semantics`), ``map`` (in :mod:`parallelizer._map`) and
-``print``. A backend with faster native collectives overrides the matching
-``_bcast``/``_scatter``/``_gather_list``/``_gather``/``_allgather``/
-``_reduce``/``_allreduce``/``_barrier`` primitive; the public methods and
-their checks stay the same.
+Everything else is written once: here the public contract with its argument
+checks; in the transport's base class the collectives as simple linear
+algorithms (with the meaning taken from :mod:`parallelizer.semantics`), which
+a backend with faster native collectives overrides; ``map`` in
+:mod:`parallelizer._core.mapping`; debug-mode checks in
+:mod:`parallelizer._core.mismatch`.
 """
 
 from __future__ import annotations
@@ -26,16 +20,17 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from . import _context, _env, _map, semantics
-from ._tags import CollTag, Space
-from .errors import CollectiveMismatchError
+from . import registry, semantics
+from ._core import context, env, mapping
+from ._core.tags import Space
+from ._core.transport import Transport
 
-__all__ = ["Parallelizer", "Space", "CollTag"]
+__all__ = ["Parallelizer"]
 
 _WHERE = ("main", "workers", "all")
 
 
-class Parallelizer(abc.ABC):
+class Parallelizer(Transport, registry.Choosing):
     """A group of processes running the same code (SPMD); process 0 is main.
 
     Collectives (``broadcast``, ``scatter``, ``gather``, ``allgather``,
@@ -54,9 +49,9 @@ class Parallelizer(abc.ABC):
     """
 
     def __init__(self, *, debug: bool | None = None) -> None:
+        super().__init__()
         self._nesting = 0
-        self._debug = _env.debug_enabled() if debug is None else semantics.check_bool(debug, "debug")
-        self._collective_count = 0
+        self._debug = env.debug_enabled() if debug is None else semantics.check_bool(debug, "debug")
 
     # ------------------------------------------------------------------
     # identity
@@ -137,11 +132,11 @@ class Parallelizer(abc.ABC):
         if self._nesting == 0:
             self._start()
         self._nesting += 1
-        _context.push(self)
+        context.push(self)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        _context.pop(self)
+        context.pop(self)
         self._nesting -= 1
         if self._nesting == 0:
             self._stop(exc)
@@ -181,79 +176,12 @@ class Parallelizer(abc.ABC):
         if "parallelizer" in kwargs:
             raise TypeError("run() passes parallelizer= to func itself; remove it from the keyword arguments")
         with self:
-            self._collective_count = 0  # debug mode counts collectives per run
+            self._begin_run()
             return self._run(func, args, kwargs)
 
     def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Executes ``func`` on every process; by default, just here."""
         return func(*args, parallelizer=self, **kwargs)
-
-    # ------------------------------------------------------------------
-    # transport: what a backend implements
-
-    @abc.abstractmethod
-    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
-        """Sends ``obj`` to ``dest``; small messages must not wait for the receiver."""
-
-    def _complete_sends(self) -> None:
-        """Waits until every ``_send`` has left (for transports that send without waiting)."""
-
-    @abc.abstractmethod
-    def _recv(self, source: int, tag: int, space: Space) -> Any:
-        """Receives the next object ``source`` sent with ``tag`` in ``space``."""
-
-    @abc.abstractmethod
-    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
-        """Receives the next object any process sent with ``tag`` in ``space``.
-
-        Returns:
-            ``(source, obj)``; ``None`` if ``block`` is False and nothing has arrived.
-        """
-
-    # ------------------------------------------------------------------
-    # collective primitives: linear algorithms over the transport
-
-    def _others(self, root: int) -> range | list[int]:
-        return [rank for rank in range(self.nprocs) if rank != root]
-
-    def _bcast(self, obj: Any, root: int) -> Any:
-        if self.id == root:
-            for rank in self._others(root):
-                self._send(obj, rank, CollTag.BCAST, Space.COLL)
-            return obj
-        return self._recv(root, CollTag.BCAST, Space.COLL)
-
-    def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
-        if self.id == root:
-            assert bounds is not None
-            for rank in self._others(root):
-                self._send(semantics.take_block(data, *bounds[rank]), rank, CollTag.SCATTER, Space.COLL)
-            return semantics.root_block(data, *bounds[root])
-        return self._recv(root, CollTag.SCATTER, Space.COLL)
-
-    def _gather_list(self, obj: Any, root: int) -> list[Any] | None:
-        if self.id != root:
-            self._send(obj, root, CollTag.GATHER, Space.COLL)
-            return None
-        return [obj if rank == root else self._recv(rank, CollTag.GATHER, Space.COLL) for rank in range(self.nprocs)]
-
-    def _gather(self, obj: Any, root: int) -> Any:
-        parts = self._gather_list(obj, root)
-        return None if parts is None else semantics.join_gathered(parts)
-
-    def _allgather(self, obj: Any) -> Any:
-        return self._bcast(self._gather(obj, 0), 0)
-
-    def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
-        parts = self._gather_list(obj, root)
-        return None if parts is None else semantics.fold(parts, func)
-
-    def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
-        return self._bcast(self._reduce(obj, op, func, 0), 0)
-
-    def _barrier(self) -> None:
-        self._gather_list(None, 0)
-        self._bcast(None, 0)
 
     # ------------------------------------------------------------------
     # collectives: the public contract
@@ -439,31 +367,7 @@ class Parallelizer(abc.ABC):
             semantics.check_sequence(data, "data")
         if self._debug:
             self._check_collective(f"map(schedule={schedule!r})", root)
-        return _map.run_map(self, func, data, root, vectorized, schedule, chunksize, progress)
-
-    # ------------------------------------------------------------------
-    # collective-mismatch detection (debug mode)
-
-    def _check_collective(self, name: str, root: int | None) -> None:
-        """Raises CollectiveMismatchError unless every process calls the same collective now."""
-        self._collective_count += 1
-        mine = (self._collective_count, name, root)
-        signatures = self._exchange_signatures(mine)
-        if any(signature != mine for signature in signatures):
-            raise CollectiveMismatchError(_describe_mismatch(signatures))
-
-    def _exchange_signatures(self, mine: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Every process's signature, in rank order (rank 0 collects and sends back)."""
-        if self.nprocs == 1:
-            return [mine]
-        if self.id != 0:
-            self._send(mine, 0, CollTag.DEBUG, Space.COLL)
-            signatures: list[tuple[Any, ...]] = self._recv(0, CollTag.DEBUG, Space.COLL)
-            return signatures
-        collected = [mine] + [self._recv(rank, CollTag.DEBUG, Space.COLL) for rank in range(1, self.nprocs)]
-        for rank in range(1, self.nprocs):
-            self._send(collected, rank, CollTag.DEBUG, Space.COLL)
-        return collected
+        return mapping.run_map(self, func, data, root, vectorized, schedule, chunksize, progress)
 
     def serve(self) -> None:
         """Serves a ``ClientServerRunner`` client (only on its servers).
@@ -564,80 +468,3 @@ class Parallelizer(abc.ABC):
         stream = sys.stdout if file is None else file
         stream.write(text)
         stream.flush()
-
-    # ------------------------------------------------------------------
-    # registry (see parallelizer.registry)
-
-    @staticmethod
-    def lookup(key: Any = None, **options: Any) -> Parallelizer:
-        """Returns a parallelizer: see :func:`parallelizer.registry.lookup`.
-
-        Example:
-            >>> from parallelizer import Parallelizer
-            >>> Parallelizer.lookup("multiprocessing", nprocs=2)
-            MultiprocessingParallelizer(id=0, nprocs=2)
-        """
-        from . import registry
-
-        return registry.lookup(key, **options)
-
-    @staticmethod
-    def register(name: str, factory: Callable[..., Parallelizer]) -> None:
-        """Adds a backend by name: see :func:`parallelizer.registry.register`.
-
-        Example:
-            >>> from parallelizer import Parallelizer, SerialNonParallelizer
-            >>> Parallelizer.register("laptop", lambda nprocs=1: SerialNonParallelizer())
-            >>> Parallelizer.lookup("laptop")
-            SerialNonParallelizer(id=0, nprocs=1)
-        """
-        from . import registry
-
-        registry.register(name, factory)
-
-    @staticmethod
-    def set_default(par_or_name: Parallelizer | str | None) -> None:
-        """Sets the fallback of ``lookup(None)``: see :func:`parallelizer.registry.set_default`.
-
-        Example:
-            >>> from parallelizer import Parallelizer
-            >>> Parallelizer.set_default("multiprocessing:2")
-            >>> Parallelizer.set_default(None)  # back to serial
-        """
-        from . import registry
-
-        registry.set_default(par_or_name)
-
-    @staticmethod
-    def get_default() -> Parallelizer:
-        """The default parallelizer: see :func:`parallelizer.registry.get_default`.
-
-        Example:
-            >>> from parallelizer import Parallelizer
-            >>> Parallelizer.get_default()
-            SerialNonParallelizer(id=0, nprocs=1)
-        """
-        from . import registry
-
-        return registry.get_default()
-
-
-def _describe_mismatch(signatures: list[tuple[Any, ...]]) -> str:
-    """``collective #5: rank 0 called gather(root=0); rank 1 called broadcast(root=0)``."""
-
-    def call(signature: tuple[Any, ...]) -> str:
-        number, name, root = signature
-        where = "" if root is None else f"root={root}"
-        label = name if "(" in name else f"{name}({where})"
-        if "(" in name and root is not None:
-            label = f"{name[:-1]}, {where})"
-        return f"{label} as collective #{number}"
-
-    groups: dict[str, list[int]] = {}
-    for rank, signature in enumerate(signatures):
-        groups.setdefault(call(signature), []).append(rank)
-    parts = [
-        f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))} called {text}"
-        for text, ranks in groups.items()
-    ]
-    return "processes called different collectives: " + "; ".join(parts)

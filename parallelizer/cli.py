@@ -18,8 +18,10 @@ import runpy
 import sys
 from collections.abc import Sequence
 
-from . import __version__, _env, registry
+from . import __version__
+from ._core import env
 from ._mpi import abort, runtime
+from .base import Parallelizer
 
 USAGE = """\
 python -m parallelizer [-n N] script.py [args ...]
@@ -191,15 +193,15 @@ def info() -> str:
 
     lines.append("backends     serial: available")
     lines.append(
-        f"             multiprocessing: available ({launch.usable_cpus()} usable CPUs; start methods "
+        f"             multiprocessing: available ({env.usable_cpus()} usable CPUs; start methods "
         f"{', '.join(launch.START_METHODS)}; large arrays by "
         f"{'cross-memory attach' if cma.AVAILABLE else 'socket streaming'})"
     )
     lines.append(f"             mpi: {'available' if mpiexec and 'not available' not in mpi_state else mpi_state}")
-    found = _env.launcher_world_size()
+    found = env.launcher_world_size()
     launcher = f"{found[1]}={found[0]}" if found else "none (not started by mpiexec/srun)"
     lines.append(f"launcher     {launcher}")
-    lines.append(f"lookup(None) {registry.explain()}")
+    lines.append(f"lookup(None) {Parallelizer.explain_lookup()}")
     return "\n".join(lines)
 
 

@@ -2,11 +2,11 @@
 
 The caller is rank 0 (main); ``nprocs - 1`` worker processes are started by
 ``with par:`` (and reused by every ``run`` inside it) or by ``run`` itself.
-The machinery lives in :mod:`parallelizer._mp`: sockets between every pair
-of processes for small messages, and large arrays copied straight from the
-sender's memory into the receiver's (cross-memory attach, with a socket
-fallback), so numpy data is never pickled into a byte stream and nothing is
-ever left in ``/dev/shm``.
+The machinery lives in :mod:`parallelizer._mp` (:mod:`parallelizer._mp.group`
+draws a whole run): sockets between every pair of processes for small
+messages, and large arrays copied straight from the sender's memory into the
+receiver's (cross-memory attach, with a socket fallback), so numpy data is
+never pickled into a byte stream and nothing is ever left in ``/dev/shm``.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
-from . import _env, semantics
-from ._mp import collectives, launch, wire
+from . import semantics
+from ._core import env
+from ._core.tags import Space
+from ._mp import collectives, launch, wire, worker
 from ._mp.endpoint import Endpoint
 from ._mp.group import Group
-from ._tags import Space
 from .base import Parallelizer
 
 __all__ = ["MultiprocessingParallelizer"]
 
-_KINDS = {Space.USER: wire.USER, Space.COLL: wire.COLL}
+_KINDS = {Space.USER: wire.Kind.USER, Space.COLL: wire.Kind.COLL}
 
 # Every MultiprocessingParallelizer of this process, by token, so that a
 # pickled one comes back as the same object (on a worker: that worker's view).
@@ -68,8 +68,8 @@ class MultiprocessingParallelizer(Parallelizer):
         self, nprocs: int | None = None, start_method: str | None = None, *, debug: bool | None = None
     ) -> None:
         super().__init__(debug=debug)
-        self._nprocs = launch.usable_cpus() if nprocs is None else semantics.check_nprocs(nprocs)
-        method = start_method if start_method is not None else (_env.start_method() or launch.DEFAULT_START_METHOD)
+        self._nprocs = env.usable_cpus() if nprocs is None else semantics.check_nprocs(nprocs)
+        method = start_method if start_method is not None else (env.start_method() or launch.DEFAULT_START_METHOD)
         if method not in launch.START_METHODS:
             raise ValueError(f"start_method must be one of {launch.START_METHODS}, got {method!r}")
         self._start_method = method
@@ -77,14 +77,13 @@ class MultiprocessingParallelizer(Parallelizer):
         self._token = uuid.uuid4().hex
         self._group: Group | None = None
         self._endpoint: Endpoint | None = None  # workers only
-        self._threads: ThreadPoolExecutor | None = None  # workers only
         _instances[self._token] = self
 
     @classmethod
     def _worker_view(
         cls, token: str, rank: int, nprocs: int, endpoint: Endpoint, debug: bool
     ) -> MultiprocessingParallelizer:
-        """The parallelizer as a worker process sees it."""
+        """The parallelizer as a worker process sees it (a :data:`worker.ViewFactory`)."""
         view = cls.__new__(cls)
         Parallelizer.__init__(view, debug=debug)
         view._nprocs = nprocs
@@ -93,14 +92,9 @@ class MultiprocessingParallelizer(Parallelizer):
         view._token = token
         view._group = None
         view._endpoint = endpoint
-        view._threads = None
         view._nesting = 1  # started: the group runs as long as the worker does
         _instances[token] = view
         return view
-
-    def _close_worker_view(self) -> None:
-        if self._threads is not None:
-            self._threads.shutdown(wait=False)
 
     @property
     def id(self) -> int:
@@ -143,7 +137,7 @@ class MultiprocessingParallelizer(Parallelizer):
     def _start(self) -> None:
         if self._endpoint is not None:
             return  # a worker's view is started for as long as the worker lives
-        group = Group(self._nprocs, self._start_method, self._token, self._debug)
+        group = Group(self._nprocs, self._start_method, self._token, self._debug, type(self)._worker_view)
         group.start()
         self._group = group
 
@@ -171,21 +165,14 @@ class MultiprocessingParallelizer(Parallelizer):
             )
         return group.endpoint
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._group is not None:
-            return self._group.threads()
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(max_workers=max(2, min(self._nprocs, launch.usable_cpus())))
-        return self._threads
-
-    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+    def _send_to(self, obj: Any, dest: int, tag: int, space: Space) -> None:
         self._ep().send(obj, dest, _KINDS[space], tag, f"the object sent to rank {dest}")
 
-    def _recv(self, source: int, tag: int, space: Space) -> Any:
+    def _recv_from(self, source: int, tag: int, space: Space) -> Any:
         what = f"recv(source={source}, tag={tag})" if space == Space.USER else "a collective"
         return self._ep().recv(source, _KINDS[space], tag, what)
 
-    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
+    def _recv_from_any(self, tag: int, space: Space, block: bool) -> tuple[int, Any] | None:
         return self._ep().recv_any(_KINDS[space], tag, "map", block)
 
     def _bcast(self, obj: Any, root: int) -> Any:
@@ -195,11 +182,15 @@ class MultiprocessingParallelizer(Parallelizer):
         return collectives.scatter(self._ep(), data, bounds, root)
 
     def _gather(self, obj: Any, root: int) -> Any:
-        endpoint = self._ep()
-        return collectives.gather(endpoint, obj, root, self._pool() if endpoint.rank == root else None)
+        return collectives.gather(self._ep(), obj, root)
 
     def _emit(self, text: str, file: TextIO | None) -> None:
         if self._endpoint is not None and file is None:  # a worker: main prints it
-            self._endpoint.control(0, wire.PRINT, body=text.encode("utf-8"))
+            self._endpoint.control(0, wire.Kind.PRINT, body=text.encode("utf-8"))
         else:
             super()._emit(text, file)
+
+
+def _spawned_worker(argv: list[str]) -> None:
+    """Entry point of a spawned worker process (``launch._BOOTSTRAP`` calls it)."""
+    worker.spawn_main(argv, MultiprocessingParallelizer._worker_view)

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import _codec
+from ._core import mismatch
+from ._core.tags import Space
 from ._mpi import abort, messages, runtime
 from ._mpi import collectives as _collectives
-from ._tags import Space
 from .base import Parallelizer
-from .errors import DeadlockError
 
 __all__ = ["MPIParallelizer"]
 
@@ -72,7 +70,7 @@ class MPIParallelizer(Parallelizer):
 
     def __init__(self, comm: Any = None, *, debug: bool | None = None) -> None:
         super().__init__(debug=debug)
-        MPI = runtime.load()
+        self._MPI = MPI = runtime.load()
         base = MPI.COMM_WORLD if comm is None else comm
         if not isinstance(base, MPI.Intracomm) or base == MPI.COMM_NULL:
             raise TypeError(
@@ -87,7 +85,6 @@ class MPIParallelizer(Parallelizer):
         self._rank = self._comm.Get_rank()
         self._size = self._comm.Get_size()
         self._coll = _collectives.Collectives(self._comm)
-        self._to_self: dict[tuple[Space, int], deque[_codec.Encoded]] = {}
         self._inflight: list[tuple[list[Any], Any]] = []  # non-blocking sends and what they keep alive
         self._token = next(_counter)
         _instances[self._token] = self
@@ -144,10 +141,7 @@ class MPIParallelizer(Parallelizer):
     def _comm_for(self, space: Space) -> Any:
         return self._user if space == Space.USER else self._comm
 
-    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
-        if dest == self._rank:  # a blocking MPI send to oneself could wait forever
-            self._to_self.setdefault((space, tag), deque()).append(_codec.encode(obj, "the object sent to oneself"))
-            return
+    def _send_to(self, obj: Any, dest: int, tag: int, space: Space) -> None:
         what = f"the object sent to rank {dest}"
         if space == Space.USER:  # standard mode, as the contract says: large sends may wait
             messages.send_obj(self._user, obj, dest, tag, what)
@@ -155,43 +149,24 @@ class MPIParallelizer(Parallelizer):
         # The collectives' own messages never wait for their receiver: two
         # ranks each sending a large message to the other (a dynamic map's
         # next task and last result) would otherwise block each other forever.
-        MPI = runtime.load()
-        self._inflight = [entry for entry in self._inflight if not MPI.Request.Testall(entry[0])]
+        Request = self._MPI.Request
+        self._inflight = [entry for entry in self._inflight if not Request.Testall(entry[0])]
         self._inflight.append(messages.isend_obj(self._comm, obj, dest, tag, what))
 
     def _complete_sends(self) -> None:
         if self._inflight:
-            MPI = runtime.load()
             for requests, _ in self._inflight:
-                MPI.Request.Waitall(requests)
+                self._MPI.Request.Waitall(requests)
             self._inflight.clear()
 
-    def _recv(self, source: int, tag: int, space: Space) -> Any:
-        what = f"recv(source={source}, tag={tag})"
-        if source == self._rank:
-            return self._from_self(space, tag, what)
-        return messages.recv_obj(self._comm_for(space), source, tag, what)[1]
+    def _recv_from(self, source: int, tag: int, space: Space) -> Any:
+        return messages.recv_obj(self._comm_for(space), source, tag, f"recv(source={source}, tag={tag})")[1]
 
-    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
-        if self._to_self.get((space, tag)):
-            return self._rank, self._from_self(space, tag, "map")
-        MPI = runtime.load()
+    def _recv_from_any(self, tag: int, space: Space, block: bool) -> tuple[int, Any] | None:
         comm = self._comm_for(space)
         if block:
-            return messages.recv_obj(comm, MPI.ANY_SOURCE, tag, "map")
-        return messages.try_recv_obj(comm, MPI.ANY_SOURCE, tag, "map")
-
-    def _from_self(self, space: Space, tag: int, what: str) -> Any:
-        queue = self._to_self.get((space, tag))
-        if not queue:
-            raise DeadlockError(f"rank {self._rank} waits in {what} for a message from itself that was never sent")
-        encoded = queue.popleft()
-        buffers = [bytearray(buffer) for buffer in encoded.buffers]
-        if encoded.flags & _codec.FLAG_ARRAY:
-            array = _codec.allocate_array(encoded.body)
-            _codec.raw_bytes(array)[:] = encoded.buffers[0]
-            buffers = [array]
-        return _codec.decode(encoded.flags, encoded.body, buffers, what)
+            return messages.recv_obj(comm, self._MPI.ANY_SOURCE, tag, "map")
+        return messages.try_recv_obj(comm, self._MPI.ANY_SOURCE, tag, "map")
 
     # ------------------------------------------------------------------ collectives
 
@@ -219,11 +194,11 @@ class MPIParallelizer(Parallelizer):
     def _barrier(self) -> None:
         self._comm.Barrier()
 
-    def _exchange_signatures(self, mine: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    def _exchange_signatures(self, mine: mismatch.Signature) -> list[mismatch.Signature]:
         checks = self._checks
         if checks is None:  # debug switched on after construction: no communicator of its own
             return super()._exchange_signatures(mine)
-        signatures: list[tuple[Any, ...]] = checks.allgather(mine)
+        signatures: list[mismatch.Signature] = checks.allgather(mine)
         return signatures
 
 

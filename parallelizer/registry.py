@@ -9,10 +9,15 @@ packages add theirs through the ``parallelizer.backends`` entry-point group::
     parallelizer.backends =
         mybackend = mypackage.backend:MyParallelizer
 
-``lookup(None)`` resolves, in order: the innermost active ``with`` block (or
-running ``run``); the ``PARALLELIZER`` environment variable (``name`` or
-``name:N``); ``mpi`` when an MPI launcher started this process with more than
-one rank; the default set with :func:`set_default`; ``serial``.
+``Parallelizer.lookup(None)`` resolves, in order: the innermost active
+``with`` block (or running ``run``); the ``PARALLELIZER`` environment variable
+(``name`` or ``name:N``); ``mpi`` when an MPI launcher started this process
+with more than one rank; the default set with ``Parallelizer.set_default``;
+``serial``.
+
+This module knows names and factories only; :class:`parallelizer.Parallelizer`
+(``lookup``, ``register``, ``set_default``, ``get_default``) checks that what
+a factory builds is a parallelizer.
 """
 
 from __future__ import annotations
@@ -20,12 +25,11 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
-from . import _context, _env
-from .base import Parallelizer
+from ._core import context, env
 
-__all__ = ["ENTRY_POINT_GROUP", "lookup", "register", "set_default", "get_default", "known_names", "explain"]
+__all__ = ["ENTRY_POINT_GROUP", "known_names", "parse_spec", "register", "automatic_choice", "explain"]
 
 ENTRY_POINT_GROUP = "parallelizer.backends"
 """The entry-point group through which installed packages add backends.
@@ -39,7 +43,8 @@ Example:
             mybackend = mypackage.backend:MyParallelizer
 """
 
-Factory = Callable[..., Parallelizer]
+Factory = Callable[..., Any]
+P = TypeVar("P", bound="Choosing")
 
 _BUILTIN: dict[str, str] = {
     "serial": "parallelizer.serial:SerialNonParallelizer",
@@ -49,10 +54,10 @@ _BUILTIN: dict[str, str] = {
 
 _lock = threading.RLock()
 _registered: dict[str, Factory] = {}
-_default: Parallelizer | str | None = None
+_default: object | None = None  # a parallelizer, a "name[:N]", or None
 # Parallelizers built by lookup(None) and get_default(), reused by later calls
 # so that every function of a program shares one group.
-_cache: dict[Hashable, Parallelizer] = {}
+_cache: dict[Hashable, object] = {}
 
 
 def _import(path: str) -> Any:
@@ -82,21 +87,22 @@ def known_names() -> list[str]:
     return sorted(names | set(_entry_points()))
 
 
-def _unknown(name: str, where: str) -> ValueError:
-    return ValueError(f"unknown parallelizer {name!r} in {where}; known names: {', '.join(known_names())}")
+def factory(name: str, where: str) -> Factory:
+    """The factory registered as ``name``.
 
-
-def _factory(name: str, where: str) -> Factory:
+    Raises:
+        ValueError: No backend has that name; the message lists the known ones.
+    """
     with _lock:
-        factory = _registered.get(name)
-    if factory is not None:
-        return factory
+        found = _registered.get(name)
+    if found is not None:
+        return found
     if name in _BUILTIN:
         return _import(_BUILTIN[name])  # type: ignore[no-any-return]
-    found = _entry_points().get(name)
-    if found is None:
-        raise _unknown(name, where)
-    return found.load()  # type: ignore[no-any-return]
+    entry = _entry_points().get(name)
+    if entry is None:
+        raise ValueError(f"unknown parallelizer {name!r} in {where}; known names: {', '.join(known_names())}")
+    return entry.load()  # type: ignore[no-any-return]
 
 
 def parse_spec(spec: str, where: str) -> tuple[str, dict[str, Any]]:
@@ -128,95 +134,39 @@ def parse_spec(spec: str, where: str) -> tuple[str, dict[str, Any]]:
     return name, {"nprocs": nprocs}
 
 
-def _build(name: str, options: dict[str, Any], where: str) -> Parallelizer:
-    par = _factory(name, where)(**options)
-    if not isinstance(par, Parallelizer):
-        raise TypeError(f"the factory registered as {name!r} returned {type(par).__name__}, not a Parallelizer")
-    return par
+def build(name: str, options: dict[str, Any], where: str) -> object:
+    """Calls the factory of ``name`` with ``options``."""
+    return factory(name, where)(**options)
 
 
-def _shared(name: str, options: dict[str, Any], where: str) -> Parallelizer:
-    """Builds ``name`` once per set of options and reuses it afterwards."""
+Maker = Callable[[str, dict[str, Any], str], object]
+
+
+def shared(name: str, options: dict[str, Any], where: str, make: Maker) -> object:
+    """Builds ``name`` once per set of options (with ``make``) and reuses it afterwards."""
     try:
         key: Hashable = (name, tuple(sorted(options.items())))
         hash(key)
     except TypeError:
-        return _build(name, options, where)
+        return make(name, options, where)
     with _lock:
         par = _cache.get(key)
         if par is None:
-            par = _cache[key] = _build(name, options, where)
+            par = _cache[key] = make(name, options, where)
         return par
 
 
-def lookup(key: Any = None, **options: Any) -> Parallelizer:
-    """Returns a parallelizer for ``key``.
-
-    Args:
-        key: A :class:`Parallelizer` (returned as it is); a registered name,
-            optionally with a count (``"multiprocessing:4"``), built with
-            ``options``; or ``None``: the innermost active ``with`` block's
-            parallelizer, else the one named by ``PARALLELIZER``, else
-            ``MPIParallelizer`` when launched by mpiexec with more than one
-            rank, else the default set with :func:`set_default`, else
-            ``SerialNonParallelizer``.
-        **options: Passed to the backend when one is built; they win over
-            the count in ``PARALLELIZER``.
-
-    Raises:
-        ValueError: The name is unknown (the message lists the known names).
-        TypeError: ``key`` is of another type, or options come with an instance.
-
-    Example:
-        >>> from parallelizer import Parallelizer, SerialNonParallelizer
-        >>> Parallelizer.lookup("serial")
-        SerialNonParallelizer(id=0, nprocs=1)
-        >>> Parallelizer.lookup("multiprocessing:3")  # not started until used
-        MultiprocessingParallelizer(id=0, nprocs=3)
-        >>> with SerialNonParallelizer() as par:
-        ...     Parallelizer.lookup() is par  # None: the innermost with block
-        True
-
-        A scientific function takes ``parallelizer=None`` and looks it up, so
-        it runs serially when simply called and in parallel when run on a group:
-
-        >>> def total(values, parallelizer=None):
-        ...     par = Parallelizer.lookup(parallelizer)
-        ...     return par.allreduce(sum(par.scatter(values if par.on_main else None)))
-        >>> total(range(10))
-        45
-        >>> Parallelizer.lookup("multiprocessing:2").run(total, range(10))
-        45
-    """
-    if isinstance(key, Parallelizer):
-        if options:
-            raise TypeError(f"options {sorted(options)} cannot be applied to an existing parallelizer")
-        return key
-    if isinstance(key, str):
-        name, spec_options = parse_spec(key, "key")
-        return _build(name, {**spec_options, **options}, "key")
-    if key is not None:
-        raise TypeError(f"key must be a Parallelizer, a registered name or None, not {type(key).__name__}")
-    active = _context.current()
-    if active is not None:
-        return active
-    choice, spec_options, where = _automatic_choice()
-    if isinstance(choice, Parallelizer):
-        return choice
-    return _shared(choice, {**spec_options, **options}, where)
-
-
-def _automatic_choice() -> tuple[Parallelizer | str, dict[str, Any], str]:
+def automatic_choice() -> tuple[object, dict[str, Any], str]:
     """What ``lookup(None)`` builds outside any ``with`` block.
 
     Returns:
         ``(parallelizer or name, options, reason)``.
     """
-    spec = _env.backend_spec()
+    spec = env.backend_spec()
     if spec is not None:
-        name, spec_options = parse_spec(spec, f"the environment variable {_env.BACKEND_VAR}")
-        return name, spec_options, f"the environment variable {_env.BACKEND_VAR}={spec!r}"
-    launcher = _env.launcher_world_size()
+        name, spec_options = parse_spec(spec, f"the environment variable {env.BACKEND_VAR}")
+        return name, spec_options, f"the environment variable {env.BACKEND_VAR}={spec!r}"
+    launcher = env.launcher_world_size()
     if launcher is not None and launcher[0] > 1:
         return "mpi", {}, f"an MPI launcher started {launcher[0]} ranks ({launcher[1]}={launcher[0]})"
     with _lock:
@@ -229,22 +179,23 @@ def _automatic_choice() -> tuple[Parallelizer | str, dict[str, Any], str]:
     return "serial", {}, "nothing else applies (no PARALLELIZER, no MPI launcher, no default)"
 
 
-def explain() -> str:
+def explain(active: object | None) -> str:
     """Says which backend ``lookup(None)`` would choose here, and why.
 
     ``python -m parallelizer info`` prints it.
 
+    Args:
+        active: The innermost active parallelizer, if any.
+
     Example:
         >>> from parallelizer import SerialNonParallelizer
-        >>> with SerialNonParallelizer():
-        ...     print(explain())
+        >>> print(explain(SerialNonParallelizer()))
         SerialNonParallelizer(id=0, nprocs=1), the innermost active with-block
     """
-    active = _context.current()
     if active is not None:
         return f"{active!r}, the innermost active with-block"
-    choice, options, reason = _automatic_choice()
-    name = repr(choice) if isinstance(choice, Parallelizer) else choice
+    choice, options, reason = automatic_choice()
+    name = choice if isinstance(choice, str) else repr(choice)
     extra = f" with {options}" if options else ""
     return f"{name}{extra}, because of {reason}"
 
@@ -254,8 +205,8 @@ def register(name: str, factory: Factory) -> None:
 
     Args:
         name: The name for ``lookup``; no ``:`` (that introduces a count).
-        factory: A :class:`Parallelizer` subclass, or a callable taking the
-            backend's options and returning a parallelizer.
+        factory: A :class:`~parallelizer.Parallelizer` subclass, or a callable
+            taking the backend's options and returning a parallelizer.
 
     Example:
         >>> from parallelizer import Parallelizer, SerialNonParallelizer
@@ -273,57 +224,181 @@ def register(name: str, factory: Factory) -> None:
         _registered[name.strip()] = factory
 
 
-def set_default(par_or_name: Parallelizer | str | None) -> None:
-    """Sets what ``lookup(None)`` returns when nothing else applies.
-
-    That is, outside any ``with`` block, when ``PARALLELIZER`` is not set and
-    no MPI launcher started this process.
-
-    Args:
-        par_or_name: A parallelizer, a registered name (``"name:N"``
-            allowed), or ``None`` to go back to serial.
+def set_default(value: object) -> None:
+    """Stores what ``lookup(None)`` falls back to: a parallelizer, a name, or ``None``.
 
     Raises:
-        ValueError: The name is unknown.
-        TypeError: ``par_or_name`` is of another type.
-
-    Example:
-        >>> from parallelizer import Parallelizer
-        >>> Parallelizer.set_default("multiprocessing:2")
-        >>> Parallelizer.get_default()
-        MultiprocessingParallelizer(id=0, nprocs=2)
-        >>> Parallelizer.set_default(None)  # back to serial
+        ValueError: A name that no backend has.
     """
     global _default
-    given: object = par_or_name  # checked at run time whatever the annotation says
-    if isinstance(given, str):
-        name, _ = parse_spec(given, "par_or_name")
-        _factory(name, "par_or_name")  # unknown names fail here, not later
-    elif given is not None and not isinstance(given, Parallelizer):
-        raise TypeError(f"par_or_name must be a Parallelizer, a registered name or None, not {type(given).__name__}")
+    if isinstance(value, str):
+        name, _ = parse_spec(value, "par_or_name")
+        factory(name, "par_or_name")  # unknown names fail here, not later
     with _lock:
-        _default = par_or_name
+        _default = value
 
 
-def get_default() -> Parallelizer:
-    """The parallelizer set with :func:`set_default` (built if given by name).
+def get_default() -> object | None:
+    """What :func:`set_default` stored."""
+    with _lock:
+        return _default
 
-    ``SerialNonParallelizer`` when none was set. A default given by name is
-    built once and the same instance returned afterwards.
 
-    Example:
-        >>> from parallelizer import Parallelizer, SerialNonParallelizer
-        >>> mine = SerialNonParallelizer()
-        >>> Parallelizer.set_default(mine)
-        >>> Parallelizer.get_default() is mine
-        True
-        >>> Parallelizer.set_default(None)
-        >>> Parallelizer.get_default()
-        SerialNonParallelizer(id=0, nprocs=1)
+class Choosing:
+    """The registry as :class:`~parallelizer.Parallelizer` offers it: ``lookup`` and friends.
+
+    A base class of ``Parallelizer``, so ``Parallelizer.lookup(...)`` returns
+    a ``Parallelizer`` without this module importing the base class.
     """
-    with _lock:
-        default = _default
-    if isinstance(default, Parallelizer):
-        return default
-    name, options = parse_spec(default or "serial", "the default")
-    return _shared(name, options, "the default")
+
+    @classmethod
+    def lookup(cls: type[P], key: P | str | None = None, **options: Any) -> P:
+        """Returns a parallelizer for ``key``.
+
+        Args:
+            key: A :class:`Parallelizer` (returned as it is); a registered name,
+                optionally with a count (``"multiprocessing:4"``), built with
+                ``options``; or ``None``: the innermost active ``with`` block's
+                parallelizer, else the one named by ``PARALLELIZER``, else
+                ``MPIParallelizer`` when launched by mpiexec with more than one
+                rank, else the default set with :meth:`set_default`, else
+                ``SerialNonParallelizer``.
+            **options: Passed to the backend when one is built; they win over
+                the count in ``PARALLELIZER``.
+
+        Raises:
+            ValueError: The name is unknown (the message lists the known names).
+            TypeError: ``key`` is of another type, or options come with an instance.
+
+        Example:
+            >>> from parallelizer import Parallelizer, SerialNonParallelizer
+            >>> Parallelizer.lookup("serial")
+            SerialNonParallelizer(id=0, nprocs=1)
+            >>> Parallelizer.lookup("multiprocessing:3")  # not started until used
+            MultiprocessingParallelizer(id=0, nprocs=3)
+            >>> with SerialNonParallelizer() as par:
+            ...     Parallelizer.lookup() is par  # None: the innermost with block
+            True
+
+            A scientific function takes ``parallelizer=None`` and looks it up, so
+            it runs serially when simply called and in parallel when run on a group:
+
+            >>> def total(values, parallelizer=None):
+            ...     par = Parallelizer.lookup(parallelizer)
+            ...     return par.allreduce(sum(par.scatter(values if par.on_main else None)))
+            >>> total(range(10))
+            45
+            >>> Parallelizer.lookup("multiprocessing:2").run(total, range(10))
+            45
+        """
+        if isinstance(key, Choosing):
+            if options:
+                raise TypeError(f"options {sorted(options)} cannot be applied to an existing parallelizer")
+            return key
+        if isinstance(key, str):
+            name, spec_options = parse_spec(key, "key")
+            return _build(cls, name, {**spec_options, **options}, "key")
+        if key is not None:
+            raise TypeError(f"key must be a Parallelizer, a registered name or None, not {type(key).__name__}")
+        active = context.current()
+        if isinstance(active, cls):
+            return active
+        choice, spec_options, where = automatic_choice()
+        if isinstance(choice, cls):
+            return choice
+        assert isinstance(choice, str)
+        return _shared(cls, choice, {**spec_options, **options}, where)
+
+    @staticmethod
+    def register(name: str, factory: Callable[..., Any]) -> None:
+        """Adds a backend by name: see :func:`parallelizer.registry.register`.
+
+        Example:
+            >>> from parallelizer import Parallelizer, SerialNonParallelizer
+            >>> Parallelizer.register("laptop", lambda nprocs=1: SerialNonParallelizer())
+            >>> Parallelizer.lookup("laptop")
+            SerialNonParallelizer(id=0, nprocs=1)
+        """
+        register(name, factory)
+
+    @classmethod
+    def set_default(cls, par_or_name: Choosing | str | None) -> None:
+        """Sets what ``lookup(None)`` returns when nothing else applies.
+
+        That is, outside any ``with`` block, when ``PARALLELIZER`` is not set and
+        no MPI launcher started this process.
+
+        Args:
+            par_or_name: A parallelizer, a registered name (``"name:N"``
+                allowed), or ``None`` to go back to serial.
+
+        Raises:
+            ValueError: The name is unknown.
+            TypeError: ``par_or_name`` is of another type.
+
+        Example:
+            >>> from parallelizer import Parallelizer
+            >>> Parallelizer.set_default("multiprocessing:2")
+            >>> Parallelizer.get_default()
+            MultiprocessingParallelizer(id=0, nprocs=2)
+            >>> Parallelizer.set_default(None)  # back to serial
+        """
+        given: object = par_or_name  # checked at run time whatever the annotation says
+        if given is not None and not isinstance(given, (str, Choosing)):
+            raise TypeError(
+                f"par_or_name must be a Parallelizer, a registered name or None, not {type(given).__name__}"
+            )
+        set_default(given)
+
+    @classmethod
+    def get_default(cls: type[P]) -> P:
+        """The parallelizer set with :meth:`set_default` (built if given by name).
+
+        ``SerialNonParallelizer`` when none was set. A default given by name is
+        built once and the same instance returned afterwards.
+
+        Example:
+            >>> from parallelizer import Parallelizer, SerialNonParallelizer
+            >>> mine = SerialNonParallelizer()
+            >>> Parallelizer.set_default(mine)
+            >>> Parallelizer.get_default() is mine
+            True
+            >>> Parallelizer.set_default(None)
+            >>> Parallelizer.get_default()
+            SerialNonParallelizer(id=0, nprocs=1)
+        """
+        default = get_default()
+        if isinstance(default, cls):
+            return default
+        name, options = parse_spec(default if isinstance(default, str) else "serial", "the default")
+        return _shared(cls, name, options, "the default")
+
+    @classmethod
+    def explain_lookup(cls) -> str:
+        """Says which parallelizer ``lookup(None)`` would return here, and why.
+
+        ``python -m parallelizer info`` prints it.
+
+        Example:
+            >>> from parallelizer import Parallelizer, SerialNonParallelizer
+            >>> with SerialNonParallelizer():
+            ...     print(Parallelizer.explain_lookup())
+            SerialNonParallelizer(id=0, nprocs=1), the innermost active with-block
+        """
+        active = context.current()
+        return explain(active if isinstance(active, Choosing) else None)
+
+
+def _build(kind: type[P], name: str, options: dict[str, Any], where: str) -> P:
+    """Builds the backend ``name`` and checks that its factory made a parallelizer."""
+    par = build(name, options, where)
+    if not isinstance(par, kind):
+        raise TypeError(f"the factory registered as {name!r} returned {type(par).__name__}, not a Parallelizer")
+    return par
+
+
+def _shared(kind: type[P], name: str, options: dict[str, Any], where: str) -> P:
+    """Builds ``name`` once per set of options and reuses it afterwards."""
+    par = shared(name, options, where, lambda n, o, w: _build(kind, n, o, w))
+    assert isinstance(par, kind)
+    return par

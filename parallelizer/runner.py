@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _context, _map, _remote, semantics
-from ._tags import CollTag, Space
+from . import semantics
+from ._core import context, mapping, remote
+from ._core.tags import CollTag, Space
 from .base import Parallelizer
 from .errors import CollectiveMismatchError
 
@@ -77,14 +78,14 @@ class _SessionView(Parallelizer):
         """
         return self._inner
 
-    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
-        self._inner._send(obj, dest, tag, space)
+    def _send_to(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        self._inner._send_to(obj, dest, tag, space)
 
-    def _recv(self, source: int, tag: int, space: Space) -> Any:
-        return self._inner._recv(source, tag, space)
+    def _recv_from(self, source: int, tag: int, space: Space) -> Any:
+        return self._inner._recv_from(source, tag, space)
 
-    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
-        return self._inner._recv_any(tag, space, block)
+    def _recv_from_any(self, tag: int, space: Space, block: bool) -> tuple[int, Any] | None:
+        return self._inner._recv_from_any(tag, space, block)
 
     def _emit(self, text: str, file: Any) -> None:
         self._inner._emit(text, file)
@@ -124,7 +125,7 @@ class ClientView(_SessionView):
         if got is not None:  # a server failed outside a task: tell the client now
             source, report = got
             self._reported.add(source)
-            raise _remote.rebuild(source, report)
+            raise remote.rebuild(source, report)
         self._inner._bcast(command, 0)
 
     @staticmethod
@@ -203,7 +204,7 @@ class ClientView(_SessionView):
             except TypeError:
                 raise TypeError(f"data must be an iterable, not {type(data).__name__}") from None
         self._command(_MAP, func, vectorized, schedule, chunksize)
-        return _map.run_map(self._inner, func, data, 0, vectorized, schedule, chunksize, progress, capture=True)
+        return mapping.run_map(self._inner, func, data, 0, vectorized, schedule, chunksize, progress, capture=True)
 
     def serve(self) -> None:
         """Only servers serve: raises ``RuntimeError`` on the client.
@@ -348,7 +349,7 @@ class ServerView(_SessionView):
 
     def _serve_map(self, command: tuple[Any, ...]) -> None:
         _, func, vectorized, schedule, chunksize = command
-        _map.run_map(self._inner, func, None, 0, vectorized, schedule, chunksize, False, capture=True)
+        mapping.run_map(self._inner, func, None, 0, vectorized, schedule, chunksize, False, capture=True)
 
     def serve(self) -> None:
         """Serves the client's calls until it has finished (the default server loop).
@@ -442,7 +443,7 @@ class ClientServerRunner:
         if error is not None:
             raise error
         if failures:
-            first = _remote.rebuild(*failures[0])
+            first = remote.rebuild(*failures[0])
             for rank, report in failures[1:]:  # one exception, every failure named
                 first.add_note(f"server rank {rank} failed too: {report['exc_type']}: {report['message']}")
             raise first
@@ -461,18 +462,18 @@ def _session(
         client_view = ClientView(parallelizer)
         error: BaseException | None = None
         result = None
-        _context.push(client_view)
+        context.push(client_view)
         try:
             result = client(*args, parallelizer=client_view, **kwargs)
         except Exception as exc:
             error = exc
         finally:
-            _context.pop(client_view)
+            context.pop(client_view)
         reports = client_view.stop_servers()
         return error, result, reports
     server_view = ServerView(parallelizer)
     report = None
-    _context.push(server_view)
+    context.push(server_view)
     try:
         if server is None:
             server_view.serve()
@@ -480,10 +481,10 @@ def _session(
             try:
                 server(parallelizer=server_view)
             except Exception as exc:
-                report = _remote.report(exc)
+                report = remote.report(exc)
                 parallelizer._send(report, 0, CollTag.COMMAND, Space.COLL)
             server_view.serve()
     finally:
-        _context.pop(server_view)
+        context.pop(server_view)
     parallelizer._gather_list(None if report is None else report, 0)
     return None

@@ -2,17 +2,15 @@
 
 Collectives act on the single process (``scatter`` returns the whole
 sequence as one block, ``gather`` returns ``[obj]`` or the array). Messages
-sent to oneself are kept in a mailbox; receiving one that was never sent
-raises instead of blocking forever.
+to oneself follow the one rule of :mod:`parallelizer._core.selfmail`: kept
+as copies, and receiving one that was never sent raises ``DeadlockError``.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
-from . import _pickling
-from ._tags import Space
+from ._core.tags import Space
 from .base import Parallelizer
 
 __all__ = ["SerialNonParallelizer"]
@@ -32,10 +30,6 @@ class SerialNonParallelizer(Parallelizer):
         >>> par.run(lambda parallelizer: parallelizer.gather(parallelizer.id))
         [0]
     """
-
-    def __init__(self, *, debug: bool | None = None) -> None:
-        super().__init__(debug=debug)
-        self._mailbox: dict[tuple[int, Space], deque[bytes]] = {}
 
     @property
     def id(self) -> int:
@@ -57,25 +51,15 @@ class SerialNonParallelizer(Parallelizer):
         """
         return 1
 
-    def _send(self, obj: Any, dest: int, tag: int, space: Space) -> None:
-        # A copy, as another process would receive: later changes to obj do
-        # not reach the receiver.
-        payload = _pickling.dumps(obj, f"the object sent to rank {dest}")
-        self._mailbox.setdefault((tag, space), deque()).append(payload)
+    # There is no other process: every message is a message to oneself.
+    def _send_to(self, obj: Any, dest: int, tag: int, space: Space) -> NoReturn:
+        raise AssertionError(f"a group of one has no rank {dest}")
 
-    def _recv(self, source: int, tag: int, space: Space) -> Any:
-        queue = self._mailbox.get((tag, space))
-        if not queue:
-            raise RuntimeError(
-                f"recv(source={source}, tag={tag}) would wait forever: "
-                "no message with that tag was sent on this single-process group"
-            )
-        return _pickling.loads(queue.popleft(), f"the message from rank {source}")
+    def _recv_from(self, source: int, tag: int, space: Space) -> NoReturn:
+        raise AssertionError(f"a group of one has no rank {source}")
 
-    def _recv_any(self, tag: int, space: Space, block: bool = True) -> tuple[int, Any] | None:
-        if not block and not self._mailbox.get((tag, space)):
-            return None
-        return 0, self._recv(0, tag, space)
+    def _recv_from_any(self, tag: int, space: Space, block: bool) -> NoReturn:
+        raise AssertionError("a group of one has no other process")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self._debug,))

@@ -231,22 +231,12 @@ def test_notebook_runs_serially_and_with_multiprocessing():
 # ---------------------------------------------------------------------------
 # the examples in the docstrings
 
-PUBLIC_MODULES = [
-    "parallelizer",
-    "parallelizer.base",
-    "parallelizer.registry",
-    "parallelizer.serial",
-    "parallelizer.mp",
-    "parallelizer.mpi",
-    "parallelizer.runner",
-    "parallelizer.errors",
-    "parallelizer.cli",
-]
-
 _DOCTEST = """
-import doctest, importlib, sys
+import doctest, importlib, pkgutil, sys
+import parallelizer
 failed = tried = 0
-for name in sys.argv[1:]:
+names = ["parallelizer"] + [info.name for info in pkgutil.walk_packages(parallelizer.__path__, "parallelizer.")]
+for name in names:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     failed += result.failed
     tried += result.attempted
@@ -255,7 +245,7 @@ print(f"{tried} tried, {failed} failed")
 
 
 def test_docstring_examples_pass():
-    out = _run([sys.executable, "-c", _DOCTEST, *PUBLIC_MODULES])
+    out = _run([sys.executable, "-c", _DOCTEST])
     tried, failed = map(int, re.search(r"(\d+) tried, (\d+) failed", out).groups())
     assert failed == 0, out
     assert tried >= 20

@@ -173,7 +173,8 @@ def test_one_process_group_has_no_workers():
 
 def test_registry_builds_it(monkeypatch):
     assert isinstance(Parallelizer.lookup("multiprocessing", nprocs=2), MultiprocessingParallelizer)
-    from parallelizer import _context, registry
+    from parallelizer import registry
+    from parallelizer._core import context as _context
 
     monkeypatch.setattr(registry, "_cache", {})
     monkeypatch.setattr(_context, "_stack", [])

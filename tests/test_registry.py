@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from parallelizer import Parallelizer, SerialNonParallelizer, _context, registry
+from parallelizer import Parallelizer, SerialNonParallelizer, registry
+from parallelizer._core import context as _context
 
 LAUNCHER_VARS = [
     "PMI_SIZE",
@@ -187,6 +188,6 @@ def test_entry_point_backends(monkeypatch):
 
 
 def test_explain_says_why(monkeypatch):
-    assert "serial" in registry.explain()
+    assert "serial" in Parallelizer.explain_lookup()
     monkeypatch.setenv("PMI_SIZE", "3")
-    assert "mpi" in registry.explain() and "PMI_SIZE=3" in registry.explain()
+    assert "mpi" in Parallelizer.explain_lookup() and "PMI_SIZE=3" in Parallelizer.explain_lookup()

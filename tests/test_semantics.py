@@ -114,7 +114,7 @@ def test_checks_name_the_argument():
 
 
 def test_warm_pool_reuses_memory_its_arrays_no_longer_use():
-    from parallelizer import _memory
+    from parallelizer._core import memory as _memory
 
     first = _memory.empty((1 << 20,), "float64")  # 8 MiB: from the pool
     address = first.ctypes.data

@@ -4,8 +4,8 @@ A :class:`Channel` owns a non-blocking socket: a :class:`wire.FrameReader` for
 what comes in and a queue of byte views for what goes out (frames are never
 interleaved: a frame's bytes are queued whole and flushed in order).
 
-:func:An :class:`Incoming` is a received data frame until its value is taken
-(objects become frames with :mod:`parallelizer._codec`).
+An :class:`Incoming` is a received data frame until its value is taken
+(objects become frames with :mod:`parallelizer._core.codec`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from itertools import islice
 from typing import Any
 
 from .. import semantics
-from .._codec import Encoded, allocate_array, array_header, decode, raw_bytes
+from .._core.codec import array_header, decode, raw_bytes
 from . import wire
-
-CMA_MIN = 1 << 18
-"""Out-of-band buffers from this size on are pulled by the receiver (CMA)
-rather than streamed through the socket."""
 
 _IOV_MAX = 512  # views per sendmsg call (Linux allows 1024)
 
@@ -125,19 +121,11 @@ class Incoming:
         dtype, shape, _ = array_header(self.frame.body)
         return semantics.ArrayMeta(dtype, shape) if shape else None
 
+    @property
+    def c_order(self) -> bool:
+        """True if an array payload's bytes are in C order (Fortran order otherwise)."""
+        return self.is_array and not array_header(self.frame.body)[2]
+
     def value(self, what: str) -> Any:
         """The object that was sent (its buffers must be in place)."""
         return decode(self.frame.flags, self.frame.body, self.frame.inline, what)
-
-
-def local_copy(source: int, kind: int, tag: int, epoch: int, encoded: Encoded, arrival: int) -> Incoming:
-    """The message a process sends to itself: the same frame, with copies of the buffers."""
-    frame = wire.Frame(kind, encoded.flags, tag, epoch, 0, [(wire.MODE_INLINE, b.nbytes, 0) for b in encoded.buffers])
-    frame.body = encoded.body
-    if encoded.flags & wire.FLAG_ARRAY:
-        array = allocate_array(encoded.body)
-        raw_bytes(array)[:] = encoded.buffers[0]
-        frame.inline = [array]
-    else:
-        frame.inline = [bytearray(buffer) for buffer in encoded.buffers]
-    return Incoming(source, frame, arrival)

@@ -15,7 +15,7 @@ import errno
 import os
 import sys
 
-_MAX_CALL = 1 << 30  # bytes per call; the kernel stops short of 2 GiB anyway
+from .._core.limits import CMA_CHUNK
 
 
 class _IOVec(ctypes.Structure):
@@ -66,7 +66,7 @@ def read(pid: int, remote_address: int, local_address: int, nbytes: int) -> None
         raise OSError(errno.ENOSYS, "process_vm_readv is not available on this platform")
     done = 0
     while done < nbytes:
-        size = min(nbytes - done, _MAX_CALL)
+        size = min(nbytes - done, CMA_CHUNK)
         local = _IOVec(local_address + done, size)
         remote = _IOVec(remote_address + done, size)
         count = _readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)  # type: ignore[operator]

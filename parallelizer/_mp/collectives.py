@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import _memory, semantics
-from .._codec import raw_bytes
-from .._tags import CollTag
+from .. import semantics
+from .._core import memory
+from .._core.codec import raw_bytes
+from .._core.limits import PARALLEL_COPY_MIN
+from .._core.tags import CollTag
 from . import wire
 from .channel import Incoming
 from .endpoint import Endpoint
@@ -26,20 +28,24 @@ def bcast(endpoint: Endpoint, obj: Any, root: int) -> Any:
     if endpoint.rank == root:
         others = [rank for rank in range(endpoint.nprocs) if rank != root]
         endpoint.wait_sent(
-            endpoint.post(obj, others, wire.COLL, CollTag.BCAST, f"the object broadcast from rank {root}")
+            endpoint.post(obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}")
         )
         return obj
-    return endpoint.recv(root, wire.COLL, CollTag.BCAST, "broadcast")
+    return endpoint.recv(root, wire.Kind.COLL, CollTag.BCAST, "broadcast")
 
 
 def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
     """``scatter`` over ``endpoint``."""
     if endpoint.rank != root:
-        return endpoint.recv(root, wire.COLL, CollTag.SCATTER, "scatter")
+        return endpoint.recv(root, wire.Kind.COLL, CollTag.SCATTER, "scatter")
     assert bounds is not None
     pending = [
         endpoint.post(
-            semantics.take_block(data, *bounds[rank]), (rank,), wire.COLL, CollTag.SCATTER, f"block {rank} of scatter"
+            semantics.take_block(data, *bounds[rank]),
+            (rank,),
+            wire.Kind.COLL,
+            CollTag.SCATTER,
+            f"block {rank} of scatter",
         )
         for rank in range(endpoint.nprocs)
         if rank != root
@@ -48,13 +54,15 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
     return semantics.root_block(data, *bounds[root])
 
 
-def gather(endpoint: Endpoint, obj: Any, root: int, threads: Any) -> Any:
-    """``gather`` over ``endpoint``; ``threads`` runs copies side by side."""
+def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
+    """``gather`` over ``endpoint``; root runs its copies side by side in the endpoint's threads."""
     if endpoint.rank != root:
-        endpoint.wait_sent(endpoint.post(obj, (root,), wire.COLL, CollTag.GATHER, "the object gathered", lazy=True))
+        endpoint.wait_sent(
+            endpoint.post(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
+        )
         return None
     incoming = {
-        rank: endpoint.receive(rank, wire.COLL, CollTag.GATHER, "gather", lazy=True)
+        rank: endpoint.receive(rank, wire.Kind.COLL, CollTag.GATHER, "gather", lazy=True)
         for rank in range(endpoint.nprocs)
         if rank != root
     }
@@ -67,7 +75,8 @@ def gather(endpoint: Endpoint, obj: Any, root: int, threads: Any) -> Any:
         return semantics.join_gathered(parts)
     import numpy
 
-    out = _memory.empty(plan.shape, plan.dtype)
+    threads = endpoint.threads()
+    out = memory.empty(plan.shape, plan.dtype)
 
     def part(rank: int) -> Any:
         start = plan.offsets[rank]
@@ -75,13 +84,14 @@ def gather(endpoint: Endpoint, obj: Any, root: int, threads: Any) -> Any:
         assert meta is not None
         return out[start : start + meta.shape[0]]
 
-    own = threads.submit(numpy.copyto, part(root), obj) if obj.nbytes >= (1 << 20) else None
+    own = threads.submit(numpy.copyto, part(root), obj) if obj.nbytes >= PARALLEL_COPY_MIN else None
     if own is None:
         part(root)[...] = obj
-    same = [rank for rank in incoming if metas[rank].dtype == plan.dtype]  # type: ignore[union-attr]
+    # Parts of the result's dtype in C order are pulled straight into their slice.
+    same = [rank for rank in incoming if metas[rank].dtype == plan.dtype and incoming[rank].c_order]  # type: ignore[union-attr]
     endpoint.pull_into([incoming[rank] for rank in same], [raw_bytes(part(rank)) for rank in same], threads=threads)
     for rank in incoming:
-        if rank not in same:  # another dtype: receive it, then convert while copying
+        if rank not in same:  # another dtype or order: receive it, then convert while copying
             part(rank)[...] = _value(endpoint, incoming[rank])
     if own is not None:
         own.result()

@@ -1,13 +1,33 @@
 """Main's side of a multiprocessing group: start, run, abort, stop.
 
-``run`` is one *epoch*: main sends ``RUN(epoch)`` with ``func`` and its
-arguments to every worker, runs ``func`` itself, says ``FINISHED``, and waits
-until every worker has said ``FINISHED`` too. Any failure (an exception on
-main, ``ERROR`` from a worker, a dead worker) ends the epoch: main sends
-``ABORT(epoch)`` so the workers still inside ``func`` unwind, and raises.
-Messages of an earlier epoch are dropped by everyone, so the next ``run``
-starts clean. A dead worker breaks the group (its sockets are gone): the
-next ``run`` starts a fresh one.
+One ``run`` is one *epoch*. Who sends what, for ``par.run(func)`` on three
+processes, when everything goes well::
+
+    main (rank 0)                 worker 1                   worker 2
+    ---------------------------------------------------------------------------
+    start():  launch workers; SETUP(pids, sys.path, token) --> both, once
+    run():    epoch += 1
+              RUN(epoch, func, args) ------------------> both
+              func(parallelizer=view)   func(...)                 func(...)
+                 collectives: COLL/USER frames between any pair, tagged
+                 with the epoch; large arrays pulled by the receiver (CMA)
+              FINISHED(epoch) --> all   FINISHED --> all           FINISHED --> all
+              wait until every worker said FINISHED(epoch); return main's result
+    stop():   STOP --------------------------------------> both exit 0
+
+How a failure travels::
+
+    worker raises  --> ERROR(epoch, report) to main; main, wherever it waits,
+                       raises RemoteError; sends ABORT(epoch) to all
+    main raises    --> ABORT(epoch) to all workers
+    ABORT(epoch)   --> a worker still inside func unwinds (RunAborted) at its
+                       next wait, and says nothing: main already knows
+    worker dies    --> main sees its socket close or its sentinel fire:
+                       WorkerTerminatedError; the group is broken and the next
+                       run starts a fresh one
+
+Messages of an earlier epoch are dropped by everyone (their senders
+released), so the next ``run`` starts clean.
 """
 
 from __future__ import annotations
@@ -19,19 +39,15 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import _memory
+from .._core import memory
+from .._core.limits import EXIT_STATUS_WAIT, IDLE_POLL, KILL_GRACE, REAP_POLL, STOP_GRACE
 from ..errors import WorkerTerminatedError
 from . import launch, wire
 from .endpoint import Endpoint
-
-STOP_GRACE = 5.0
-"""Seconds workers get to exit after STOP before they are terminated."""
-
-KILL_GRACE = 2.0
-"""Seconds between SIGTERM and SIGKILL when stopping stragglers."""
+from .protocol import MainProtocol
+from .worker import ViewFactory
 
 _live_groups: weakref.WeakSet[Group] = weakref.WeakSet()
 
@@ -45,40 +61,50 @@ atexit.register(_stop_all_at_exit)
 
 
 class Group:
-    """The worker processes of one started MultiprocessingParallelizer."""
+    """The worker processes of one started MultiprocessingParallelizer.
 
-    def __init__(self, nprocs: int, start_method: str, token: str, debug: bool) -> None:
+    Args:
+        nprocs: The size of the group, main included.
+        start_method: ``"spawn"`` or ``"fork"``.
+        token: The parallelizer's identity, sent to the workers.
+        debug: Debug mode, sent to the workers.
+        make_view: How a forked worker builds its parallelizer.
+    """
+
+    def __init__(self, nprocs: int, start_method: str, token: str, debug: bool, make_view: ViewFactory) -> None:
         self.nprocs = nprocs
         self.debug = debug
         self.start_method = start_method
         self.token = token
+        self.make_view = make_view
         self.epoch = 0
         self.running = False
         self.broken = False
         self.endpoint: Endpoint | None = None
+        self.protocol = MainProtocol()
         self.workers: list[launch.WorkerProcess] = []
         self._lifeline: int | None = None
-        self._threads: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Starts the workers (asynchronously) and sends them their set-up."""
+        self.protocol = MainProtocol()
         if self.nprocs == 1:
-            self.endpoint = Endpoint(0, 1, {}, {0: os.getpid()})
+            self.endpoint = Endpoint(0, 1, {}, {0: os.getpid()}, self.protocol)
             return
-        launched = launch.launch(self.nprocs, self.start_method)
+        launched = launch.launch(self.nprocs, self.start_method, self.make_view)
         self.workers = launched.workers
         self._lifeline = launched.lifeline
         pids = {0: os.getpid(), **{worker.rank: worker.pid for worker in self.workers}}
-        endpoint = Endpoint(0, self.nprocs, launched.sockets, pids)
+        endpoint = Endpoint(0, self.nprocs, launched.sockets, pids, self.protocol)
         for worker in self.workers:
             if worker.sentinel is not None:
-                endpoint.add_sentinel(worker.sentinel, worker.rank)
-        endpoint.exit_status = self._exit_status
+                endpoint.loop.add_sentinel(worker.sentinel, worker.rank)
+        self.protocol.exit_status = self._exit_status
         self.endpoint = endpoint
         setup = {"pids": pids, "sys_path": list(sys.path), "token": self.token, "debug": self.debug}
-        endpoint.post(setup, self.worker_ranks, wire.SETUP, 0, "the set-up of the workers")
+        endpoint.post(setup, self.worker_ranks, wire.Kind.SETUP, 0, "the set-up of the workers")
         self.broken = False
         _live_groups.add(self)
 
@@ -104,17 +130,18 @@ class Group:
 
         if not hurry:
             for rank in self.worker_ranks:
-                endpoint.control(rank, wire.STOP)
+                endpoint.control(rank, wire.Kind.STOP)
             deadline = time.monotonic() + STOP_GRACE
-            endpoint.wait_exit(lambda: alive() and time.monotonic() < deadline)
-        for signum, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+            while alive() and time.monotonic() < deadline and endpoint.loop.watching():
+                endpoint.loop.pump(block=True, timeout_ms=int(IDLE_POLL * 1000))  # prints, EOFs
+        for signum in (signal.SIGTERM, signal.SIGKILL):
             if not alive():
                 break
             for worker in self.workers:
                 worker.signal(signum)
-            deadline = time.monotonic() + grace
+            deadline = time.monotonic() + KILL_GRACE
             while alive() and time.monotonic() < deadline:
-                time.sleep(0.01)
+                time.sleep(REAP_POLL)
         endpoint.close()
         for worker in self.workers:
             worker.close()
@@ -122,23 +149,14 @@ class Group:
         if self._lifeline is not None:
             os.close(self._lifeline)
             self._lifeline = None
-        if self._threads is not None:
-            self._threads.shutdown(wait=False)
-            self._threads = None
-        _memory.release()
-
-    def threads(self) -> ThreadPoolExecutor:
-        """A few threads for copies that may run side by side (GIL released)."""
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(max_workers=max(2, min(self.nprocs, launch.usable_cpus())))
-        return self._threads
+        memory.release()
 
     def _exit_status(self, rank: int) -> int | None:
-        return self.workers[rank - 1].wait(timeout=2.0)
+        return self.workers[rank - 1].wait(timeout=EXIT_STATUS_WAIT)
 
     # ------------------------------------------------------------------ run
 
-    def run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], view: Any) -> Any:
+    def run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], view: object) -> Any:
         """One epoch: ``func`` on every process; returns main's result."""
         if self.broken:
             self.stop(None)
@@ -146,22 +164,29 @@ class Group:
         endpoint = self.endpoint
         assert endpoint is not None
         endpoint.poll()  # a worker may have died while idle since the last run
+        dead = self.protocol.dead
         for worker in self.workers:
             if worker.poll() is not None:  # the OS knows even before its sentinel fires
-                endpoint.dead.setdefault(worker.rank, worker.poll())
-        if endpoint.dead:
+                dead.setdefault(worker.rank, worker.poll())
+        if dead:
             self.broken = True  # the next run starts a fresh group
-            rank = min(endpoint.dead)
-            raise WorkerTerminatedError(rank, self._exit_status(rank), "while idle between runs")
+            rank = min(dead)
+            raise WorkerTerminatedError(rank, self.protocol.status_of(rank), "while idle between runs")
         self.epoch += 1
         endpoint.begin_epoch(self.epoch)
-        sent = endpoint.post((func, args, kwargs), self.worker_ranks, wire.RUN, 0, "func and its arguments of run()")
+        sent = endpoint.post(
+            (func, args, kwargs), self.worker_ranks, wire.Kind.RUN, 0, "func and its arguments of run()"
+        )
         self.running = True
         try:
             result = func(*args, parallelizer=view, **kwargs)
-            endpoint.finish_epoch()
+            for rank in self.worker_ranks:
+                endpoint.control(rank, wire.Kind.FINISHED)
             endpoint.wait_sent(sent)
-            endpoint.wait_finished(self.worker_ranks)
+            finished = self.protocol.finished
+            endpoint.wait(
+                lambda: all(finished.get(rank) == self.epoch for rank in self.worker_ranks), None, "the end of run"
+            )
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -173,7 +198,7 @@ class Group:
         """Tells the workers to give up this epoch (or kills them, if we must)."""
         endpoint = self.endpoint
         assert endpoint is not None
-        if endpoint.dead or isinstance(exc, (WorkerTerminatedError, KeyboardInterrupt, SystemExit)):
+        if self.protocol.dead or isinstance(exc, (WorkerTerminatedError, KeyboardInterrupt, SystemExit)):
             self.broken = True
         for rank in self.worker_ranks:
-            endpoint.control(rank, wire.ABORT)
+            endpoint.control(rank, wire.Kind.ABORT)

@@ -1,7 +1,8 @@
 """Starting the worker processes of a group.
 
-``spawn`` (the default) starts a fresh interpreter that runs
-:func:`parallelizer._mp.worker.spawn_main`. It receives exactly its own
+``spawn`` (the default) starts a fresh interpreter that runs the entry point
+``parallelizer.mp:_spawned_worker`` (which calls
+:func:`parallelizer._mp.worker.spawn_main`). It receives exactly its own
 sockets (``pass_fds``) and never imports the main script: functions defined
 there travel by value (cloudpickle), so scripts need no
 ``if __name__ == "__main__":`` guard and the main script's imports are not
@@ -23,22 +24,27 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from typing import Any
+
+from .._core.limits import REAP_POLL
+from . import worker
+from .protocol import exit_now
 
 START_METHODS = ("spawn", "fork")
 DEFAULT_START_METHOD = "spawn"
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BOOTSTRAP = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from parallelizer._mp.worker import spawn_main; spawn_main(sys.argv[2:])"
+    "import sys; sys.path.insert(0, sys.argv[1]); from parallelizer.mp import _spawned_worker; "
+    "_spawned_worker(sys.argv[2:])"
 )
+_CLEANUP_WAIT = 5.0  # seconds to reap workers killed because launching failed
 
 
 class WorkerProcess:
@@ -80,7 +86,7 @@ class WorkerProcess:
             if self.sentinel is not None:
                 select.select([self.sentinel], [], [], remaining)
             else:
-                time.sleep(min(remaining, 0.01))
+                time.sleep(min(remaining, REAP_POLL))
         return self._status
 
     def signal(self, signum: int) -> None:
@@ -105,17 +111,16 @@ class Launched:
         self.lifeline = lifeline
 
 
-def usable_cpus() -> int:
-    """The number of CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def launch(nprocs: int, start_method: str) -> Launched:
+def launch(nprocs: int, start_method: str, make_view: worker.ViewFactory) -> Launched:
     """Starts ranks ``1 .. nprocs-1`` and connects every pair of processes.
 
     Returns at once: workers finish starting while main goes on.
+
+    Args:
+        nprocs: The size of the group, main included.
+        start_method: ``"spawn"`` or ``"fork"``.
+        make_view: What a forked worker builds its parallelizer with (a
+            spawned one imports it from ``parallelizer.mp``).
     """
     pairs = {(a, b): socket.socketpair() for a in range(nprocs) for b in range(a + 1, nprocs)}
 
@@ -132,14 +137,14 @@ def launch(nprocs: int, start_method: str) -> Launched:
             if start_method == "fork":
                 others = [sock for pair in pairs.values() for sock in pair if all(sock is not m for m in mine.values())]
                 fds = [lifeline_write] + [w.sentinel for w in workers if w.sentinel is not None]
-                workers.append(_fork(rank, nprocs, mine, lifeline_read, deathsig, others, fds))
+                workers.append(_fork(rank, nprocs, mine, lifeline_read, deathsig, others, fds, make_view))
             else:
                 workers.append(_spawn(rank, nprocs, mine, lifeline_read, deathsig))
     except BaseException:
-        for worker in workers:
-            worker.signal(9)
-            worker.wait(5)
-            worker.close()
+        for started in workers:
+            started.signal(signal.SIGKILL)
+            started.wait(_CLEANUP_WAIT)
+            started.close()
         for pair in pairs.values():
             for sock in pair:
                 sock.close()
@@ -156,9 +161,9 @@ def launch(nprocs: int, start_method: str) -> Launched:
 
 
 def _spawn(rank: int, nprocs: int, sockets: dict[int, socket.socket], lifeline: int, deathsig: bool) -> WorkerProcess:
-    fds = ",".join(f"{peer}:{sock.fileno()}" for peer, sock in sockets.items())
-    argv = [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, str(rank), str(nprocs), str(os.getpid())]
-    argv += [str(lifeline), str(int(deathsig)), fds]
+    fds = {peer: sock.fileno() for peer, sock in sockets.items()}
+    argv = [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT]
+    argv += worker.spawn_argv(rank, nprocs, os.getpid(), lifeline, deathsig, fds)
     popen = subprocess.Popen(argv, pass_fds=[lifeline, *(sock.fileno() for sock in sockets.values())], close_fds=True)
     return WorkerProcess(rank, popen.pid, popen)
 
@@ -171,6 +176,7 @@ def _fork(
     deathsig: bool,
     other_sockets: list[socket.socket],
     other_fds: list[int],
+    make_view: worker.ViewFactory,
 ) -> WorkerProcess:
     parent = os.getpid()
     pid = os.fork()
@@ -183,35 +189,9 @@ def _fork(
         for fd in other_fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        from .worker import serve
-
-        status = serve(rank, nprocs, sockets, lifeline, parent, deathsig)
+        status = worker.serve(rank, nprocs, sockets, lifeline, parent, deathsig, make_view)
     except BaseException:
         traceback.print_exc()
     finally:
-        from .endpoint import exit_now
-
         exit_now(status)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def parse_fds(text: str) -> dict[int, int]:
-    """``"0:5,2:7"`` -> ``{0: 5, 2: 7}``."""
-    pairs: dict[int, int] = {}
-    for item in filter(None, text.split(",")):
-        peer, fd = item.split(":")
-        pairs[int(peer)] = int(fd)
-    return pairs
-
-
-def spawn_args(argv: list[str]) -> dict[str, Any]:
-    """Decodes the arguments :func:`_spawn` passed to the worker."""
-    rank, nprocs, parent, lifeline, deathsig, fds = argv
-    return {
-        "rank": int(rank),
-        "nprocs": int(nprocs),
-        "parent": int(parent),
-        "lifeline": int(lifeline),
-        "deathsig": bool(int(deathsig)),
-        "fds": parse_fds(fds),
-    }

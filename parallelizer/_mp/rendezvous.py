@@ -5,88 +5,142 @@ instead of carrying them. The receiver allocates the memory they go to and
 *pulls* them with cross-memory attach (``cma.read``), then answers ``ACK``;
 the sender keeps the buffers alive until every receiver has. Where the kernel
 refuses (``EPERM``), the receiver answers ``NACK`` and the sender streams the
-bytes in a ``BUFDATA`` frame, straight into the memory the receiver chose;
-that pair of processes streams from then on.
+bytes in a ``BUFDATA`` frame instead, straight into the memory the receiver
+chose; that pair of processes streams from then on.
 
 ``lazy`` frames (gather) are pulled only when the consumer says where to:
 straight into the slices of the result.
 
-:class:`Rendezvous` is the part of :class:`~parallelizer._mp.endpoint.Endpoint`
-that does this; the endpoint supplies the sockets, the waiting and the control
-frames.
+Nothing here waits: the endpoint waits, and asks :meth:`Rendezvous.done`
+and :attr:`Incoming.ready` whether the transfers it waits for are over.
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import Any
 
-from .._codec import Encoded, raw_bytes
+from .._core.codec import Encoded, raw_bytes
+from .._core.limits import CMA_MIN
 from . import cma, wire
-from .channel import Channel, Incoming, address_of
+from .channel import Incoming, address_of
+from .loop import Loop
+from .protocol import Protocol
+
+Desc = tuple[int, int, int]  # (mode, size, address)
 
 
+@dataclass
+class Delivery:
+    """What a sent frame still waits for at one receiver."""
+
+    end: int  # the stream offset at which the frame's bytes end
+    ack_due: bool  # the receiver still has to pull (and ACK) the buffers
+
+
+@dataclass
 class PendingSend:
-    """A sent frame whose sender still waits.
+    """A sent frame, until every receiver has what it was sent."""
 
-    It waits for its bytes to leave, and for each receiver to ACK the buffers
-    it pulls.
-    """
-
-    __slots__ = ("descs", "encoded", "lazy", "token", "waiting")
-
-    def __init__(self, token: int, encoded: Encoded, descs: list[tuple[int, int, int]], lazy: bool) -> None:
-        self.token = token
-        self.encoded = encoded  # keeps the buffers alive while receivers pull
-        self.descs = descs
-        self.lazy = lazy
-        self.waiting: dict[int, list[int]] = {}  # dest -> [stream end offset, ack still due]
+    token: int
+    encoded: Encoded  # keeps the buffers alive while receivers pull
+    descs: list[Desc]
+    lazy: bool
+    deliveries: dict[int, Delivery] = field(default_factory=dict)
 
 
 class Rendezvous:
-    """Pulling large buffers, and the streaming fallback (a base of Endpoint)."""
+    """Pulling large buffers, and the streaming fallback, for one process.
 
-    # State and operations the endpoint provides (see Endpoint).
-    rank: int
-    epoch: int
-    is_main: bool
-    abort_epoch: int
-    pids: dict[int, int]
-    channels: dict[int, Channel]
-    dead: dict[int, int | None]
-    cma_refused: set[int]  # peers whose memory we may not read
-    stream_to: set[int]  # peers that cannot read ours
-    _sends: dict[int, PendingSend]
-    _awaiting: dict[tuple[int, int], Incoming]  # (source, token) -> waits for BUFDATA
+    Args:
+        pids: Every rank's process id (completed by main's SETUP).
+        loop: The sockets, for ACK/NACK/BUFDATA frames.
+        protocol: Told of dead peers and of senders that gave a message up.
+        epoch: The current run.
+    """
 
-    def control(
-        self, dest: int, kind: int, *, tag: int = 0, epoch: int | None = None, token: int = 0, body: bytes = b""
-    ) -> None:
-        """Sends a control frame (Endpoint.control)."""
-        raise NotImplementedError
+    def __init__(self, pids: dict[int, int], loop: Loop, protocol: Protocol) -> None:
+        self.pids = pids
+        self.loop = loop
+        self.protocol = protocol
+        self.sends: dict[int, PendingSend] = {}  # token -> a send some receiver still pulls
+        self.awaiting: dict[tuple[int, int], Incoming] = {}  # (source, token) -> waits for BUFDATA
+        self.cma_refused: set[int] = set()  # peers whose memory we may not read
+        self.stream_to: set[int] = set()  # peers that cannot read ours
 
-    def _wait(self, ready: Callable[[], bool], waiting_on: Collection[int] | None, what: str) -> None:
-        """Pumps until ``ready()`` (Endpoint._wait)."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------ sending
 
-    def _flush(self, channel: Channel) -> None:
-        """Writes queued bytes (Endpoint._flush)."""
-        raise NotImplementedError
+    @staticmethod
+    def descriptors(encoded: Encoded) -> list[Desc]:
+        """How each buffer of ``encoded`` travels: pulled (large) or inline."""
+        pull = cma.AVAILABLE and any(buffer.nbytes >= CMA_MIN for buffer in encoded.buffers)
+        return [
+            (wire.MODE_CMA, buffer.nbytes, address_of(buffer))
+            if pull and buffer.nbytes >= CMA_MIN
+            else (wire.MODE_INLINE, buffer.nbytes, 0)
+            for buffer in encoded.buffers
+        ]
 
-    def _allocator(self, source: int) -> wire.Allocator:
-        """Memory for received buffers (Endpoint._allocator)."""
-        raise NotImplementedError
+    def descriptors_for(self, dest: int, descs: list[Desc]) -> list[Desc]:
+        """``descs`` as sent to ``dest``: all inline if ``dest`` cannot pull from us."""
+        if dest in self.stream_to:
+            return [(wire.MODE_INLINE, size, 0) for _, size, _ in descs]
+        return descs
 
-    def _dead_peer(self, rank: int) -> None:
-        """Notes a dead peer (Endpoint._dead_peer)."""
-        raise NotImplementedError
+    def track(self, pending: PendingSend) -> None:
+        """Keeps ``pending`` until its receivers have pulled (if any must)."""
+        if any(delivery.ack_due for delivery in pending.deliveries.values()):
+            self.sends[pending.token] = pending
 
-    def pull_into(self, incs: list[Incoming], targets: list[Any], *, threads: Any = None) -> None:
-        """Pulls lazy messages' single buffers into ``targets`` (one each).
+    def forget(self, pending: PendingSend) -> None:
+        """Stops tracking a completed send."""
+        self.sends.pop(pending.token, None)
 
-        With an executor in ``threads`` the copies run concurrently.
-        """
+    def done(self, pending: PendingSend) -> bool:
+        """True when every live receiver of ``pending`` has what it was sent."""
+        for dest, delivery in pending.deliveries.items():
+            if not self.loop.is_open(dest) or dest in self.protocol.dead:
+                continue
+            if delivery.ack_due or self.loop.sent(dest) < delivery.end:
+                return False
+        return True
+
+    def on_ack(self, source: int, token: int) -> None:
+        """``source`` pulled the buffers of our frame ``token``."""
+        pending = self.sends.get(token)
+        if pending is not None and source in pending.deliveries:
+            pending.deliveries[source].ack_due = False
+
+    def on_nack(self, source: int, token: int) -> None:
+        """``source`` cannot pull from us: stream the buffers of frame ``token`` to it instead."""
+        self.stream_to.add(source)
+        pending = self.sends.get(token)
+        if pending is None or source not in pending.deliveries:
+            return
+        descs = [(wire.MODE_INLINE, size if mode == wire.MODE_CMA else 0, 0) for mode, size, _ in pending.descs]
+        pulled = [
+            buffer
+            for buffer, (mode, _, _) in zip(pending.encoded.buffers, pending.descs, strict=True)
+            if mode == wire.MODE_CMA
+        ]
+        header = wire.pack(wire.Kind.BUFDATA, token=token, epoch=self.protocol.epoch, descs=descs)
+        end = self.loop.send(source, [header, *pulled])
+        pending.deliveries[source] = Delivery(end if end is not None else 0, False)
+
+    # ------------------------------------------------------------------ receiving
+
+    def start(self, inc: Incoming, allocate: Callable[[wire.Frame, int], Any]) -> None:
+        """Pulls every announced buffer of an arrived message into fresh memory."""
+        targets = [
+            allocate(inc.frame, i) if mode == wire.MODE_CMA else None for i, (mode, _, _) in enumerate(inc.frame.descs)
+        ]
+        self._pull(inc, targets)
+
+    def pull_into(self, incs: Sequence[Incoming], targets: Sequence[Any], threads: Executor | None) -> None:
+        """Pulls lazy messages' single buffers into ``targets`` (one each), concurrently in ``threads``."""
         jobs = []
         for inc, target in zip(incs, targets, strict=True):
             mode, size, address = inc.frame.descs[0] if inc.frame.descs else (wire.MODE_INLINE, 0, 0)
@@ -104,35 +158,28 @@ class Rendezvous:
             inc, target, remote, size = job
             return self._try_read(inc.source, remote, address_of(target), size)
 
-        if threads is not None and len(jobs) > 1:
-            outcomes = list(threads.map(read, jobs))
-        else:
-            outcomes = [read(job) for job in jobs]
+        outcomes = list(threads.map(read, jobs)) if threads is not None and len(jobs) > 1 else [read(j) for j in jobs]
         for job, error in zip(jobs, outcomes, strict=True):
             self._after_pull(job[0], [job[1]], error)
-        self._wait(lambda: all(inc.ready for inc in incs), [inc.source for inc in incs], "gather")
 
-    def complete(self, inc: Incoming) -> None:
-        """Pulls all buffers of a lazy message into fresh memory."""
-        if not inc.ready and inc.targets is None:
-            allocate = self._allocator(inc.source)
-            descs = inc.frame.descs
-            self._pull(
-                inc, [allocate(inc.frame, i) if mode == wire.MODE_CMA else None for i, (mode, _, _) in enumerate(descs)]
-            )
-        self._wait(lambda: inc.ready, (inc.source,), "gather")
+    def on_bufdata(self, source: int, token: int) -> None:
+        """The streamed buffers of ``source``'s frame ``token`` have arrived."""
+        inc = self.awaiting.pop((source, token))
+        inc.ready = inc.acked = True
 
-    def _send_done(self, pending: PendingSend) -> bool:
-        for dest, (end, ack) in pending.waiting.items():
-            channel = self.channels[dest]
-            if channel.closed or dest in self.dead:
-                continue
-            if ack or channel.sent < end:
-                return False
-        return True
+    def streamed_target(self, source: int, token: int, index: int) -> Any:
+        """Where buffer ``index`` of a BUFDATA frame goes: the memory chosen before the NACK."""
+        inc = self.awaiting[(source, token)]
+        assert inc.targets is not None
+        return inc.targets[index]
+
+    def release(self, inc: Incoming) -> None:
+        """Frees the sender of a message that will never be taken."""
+        if not inc.acked and (inc.source, inc.frame.token) not in self.awaiting:
+            inc.acked = True
+            self._control(inc.source, wire.Kind.ACK, inc)
 
     def _pull(self, inc: Incoming, targets: list[Any]) -> None:
-        """Copies a message's CMA buffers out of the sender into ``targets``."""
         frame = inc.frame
         for index, target in enumerate(targets):
             if target is not None:
@@ -158,42 +205,21 @@ class Rendezvous:
     def _after_pull(self, inc: Incoming, targets: list[Any], error: OSError | None) -> None:
         if error is None:
             inc.ready = inc.acked = True
-            self.control(inc.source, wire.ACK, token=inc.frame.token, epoch=inc.epoch)
+            self._control(inc.source, wire.Kind.ACK, inc)
         elif error.errno in cma.REFUSED:
             self.cma_refused.add(inc.source)
             self._stream_instead(inc, targets)
         elif error.errno == errno.ESRCH:
-            self._dead_peer(inc.source)
+            self.protocol.dead_peer(inc.source)
         else:  # EFAULT: the sender gave the message up (its run was aborted)
             inc.acked = True
-            if inc.epoch == self.epoch and not self.is_main:
-                self.abort_epoch = max(self.abort_epoch, inc.epoch)
+            self.protocol.sender_gave_up(inc.epoch)
 
     def _stream_instead(self, inc: Incoming, targets: list[Any]) -> None:
         """Asks the sender to stream the buffers we could not pull."""
         inc.targets = targets
-        self._awaiting[(inc.source, inc.frame.token)] = inc
-        self.control(inc.source, wire.NACK, token=inc.frame.token, epoch=inc.epoch)
+        self.awaiting[(inc.source, inc.frame.token)] = inc
+        self._control(inc.source, wire.Kind.NACK, inc)
 
-    def _on_nack(self, source: int, token: int) -> None:
-        """A receiver cannot pull from us: stream the buffers to it instead."""
-        self.stream_to.add(source)
-        pending = self._sends.get(token)
-        if pending is None or source not in pending.waiting:
-            return
-        descs = [(wire.MODE_INLINE, size if mode == wire.MODE_CMA else 0, 0) for mode, size, _ in pending.descs]
-        pulled = [
-            buffer
-            for buffer, (mode, _, _) in zip(pending.encoded.buffers, pending.descs, strict=True)
-            if mode == wire.MODE_CMA
-        ]
-        channel = self.channels[source]
-        end = channel.enqueue([wire.pack(wire.BUFDATA, token=token, epoch=self.epoch, descs=descs), *pulled])
-        pending.waiting[source] = [end, 0]
-        self._flush(channel)
-
-    def _release(self, inc: Incoming) -> None:
-        """Frees the sender of a message that will never be taken."""
-        if not inc.acked and (inc.source, inc.frame.token) not in self._awaiting:
-            inc.acked = True
-            self.control(inc.source, wire.ACK, token=inc.frame.token, epoch=inc.epoch)
+    def _control(self, dest: int, kind: wire.Kind, inc: Incoming) -> None:
+        self.loop.send(dest, [wire.pack(kind, token=inc.frame.token, epoch=inc.epoch)])

@@ -17,11 +17,13 @@ bytes in a ``BUFDATA`` frame instead.
 
 from __future__ import annotations
 
+import enum
 import struct
 from collections.abc import Callable
 from typing import Any
 
-from .. import _codec
+from .._core import codec as _codec
+from .._core.limits import SOCKET_READ
 
 # header: kind, flags, nbufs, tag, epoch, token, body length
 HEADER = struct.Struct("<BBHiIQQ")
@@ -31,41 +33,35 @@ BUFDESC = struct.Struct("<BQQ")
 MODE_INLINE = 0
 MODE_CMA = 1
 
-# data frames (matched by recv)
-USER = 1  # send/recv, tag = user tag
-COLL = 2  # collectives' traffic, tag = CollTag
-# rendezvous
-ACK = 3  # receiver pulled the CMA buffers of frame `token`
-NACK = 4  # receiver cannot pull: stream them (BUFDATA)
-BUFDATA = 5  # the bytes of frame `token`'s buffers, inline
-# group control
-SETUP = 6  # main -> worker, once: who is who
-RUN = 7  # main -> worker: run func for `epoch`
-ERROR = 8  # worker -> main: func raised in `epoch`
-ABORT = 9  # main -> worker: give up `epoch`
-FINISHED = 10  # anyone -> everyone: returned from func in `epoch`
-STOP = 11  # main -> worker: exit
-PRINT = 12  # worker -> main: text to print
+
+class Kind(enum.IntEnum):
+    """What a frame is (the first byte of its header)."""
+
+    # data frames (matched by recv)
+    USER = 1  # send/recv, tag = user tag
+    COLL = 2  # collectives' traffic, tag = CollTag
+    # rendezvous of large buffers (rendezvous.py)
+    ACK = 3  # receiver pulled the CMA buffers of frame `token`
+    NACK = 4  # receiver cannot pull: stream them (BUFDATA)
+    BUFDATA = 5  # the bytes of frame `token`'s buffers, inline
+    # group protocol (protocol.py)
+    SETUP = 6  # main -> worker, once: who is who
+    RUN = 7  # main -> worker: run func for `epoch`
+    ERROR = 8  # worker -> main: func raised in `epoch`
+    ABORT = 9  # main -> worker: give up `epoch`
+    FINISHED = 10  # anyone -> everyone: returned from func in `epoch`
+    STOP = 11  # main -> worker: exit
+    PRINT = 12  # worker -> main: text to print
+
+
+DATA_KINDS = frozenset({Kind.USER, Kind.COLL, Kind.RUN, Kind.SETUP})
+"""Frames that carry an object (and may carry buffers to pull)."""
+
+COMMAND_KINDS = frozenset({Kind.RUN, Kind.SETUP})
+"""Data frames a worker queues as commands instead of delivering to a mailbox."""
 
 FLAG_ARRAY = _codec.FLAG_ARRAY  # body is (dtype, shape, fortran order); one buffer: the data
 FLAG_LAZY = 2  # receiver pulls only when the consumer says where to
-
-KIND_NAMES = {
-    USER: "USER",
-    COLL: "COLL",
-    ACK: "ACK",
-    NACK: "NACK",
-    BUFDATA: "BUFDATA",
-    SETUP: "SETUP",
-    RUN: "RUN",
-    ERROR: "ERROR",
-    ABORT: "ABORT",
-    FINISHED: "FINISHED",
-    STOP: "STOP",
-    PRINT: "PRINT",
-}
-
-_CHUNK = 1 << 18  # bytes read per recv when parsing small frames
 
 
 class Frame:
@@ -84,7 +80,7 @@ class Frame:
         self.inline: list[Any] = [None] * len(descs)
 
     def __repr__(self) -> str:
-        name = KIND_NAMES.get(self.kind, self.kind)
+        name = Kind(self.kind).name if self.kind in Kind._value2member_map_ else self.kind
         return f"<Frame {name} tag={self.tag} epoch={self.epoch} token={self.token} bufs={len(self.descs)}>"
 
 
@@ -150,7 +146,7 @@ class FrameReader:
     @staticmethod
     def chunk_size() -> int:
         """How many bytes to ask ``recv`` for when not receiving in place."""
-        return _CHUNK
+        return SOCKET_READ
 
     def _advance(self, deliver: Callable[[Frame], None]) -> None:
         buf = self._buf

@@ -2,14 +2,17 @@
 
 ::
 
-    spawn_main / fork child
+    spawned (spawn_main) or forked (launch._fork) -> serve()
         -> guard against main's death (lifeline thread, PR_SET_PDEATHSIG)
-        -> SETUP from main: pids, sys.path, the group's identity
+        -> SETUP from main: pids, sys.path, the group's identity -> make_view(...)
         -> loop: RUN(epoch) -> func(*args, parallelizer=view, **kwargs)
                    returned -> FINISHED to everyone
                    raised   -> ERROR(report) to main
                    aborted  -> nothing (main already knows)
                  STOP -> exit 0
+
+The worker does not know the public class its view is an instance of:
+whoever starts it passes ``make_view`` (:mod:`parallelizer.mp` does).
 """
 
 from __future__ import annotations
@@ -20,72 +23,120 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from .. import _context, _pickling, _remote
+from .._core import context, pickling, remote
 from . import wire
-from .endpoint import EXIT_ORPHANED, Endpoint, RunAborted, exit_now
-from .launch import spawn_args
+from .channel import Incoming
+from .endpoint import Endpoint
+from .protocol import EXIT_ORPHANED, RunAborted, WorkerProtocol, exit_now
 
-_PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def spawn_main(argv: list[str]) -> None:
+class View(Protocol):
+    """What the worker needs of the parallelizer ``func`` receives."""
+
+    def _begin_run(self) -> None: ...
+
+
+ViewFactory = Callable[[str, int, int, Endpoint, bool], View]
+"""``make_view(token, rank, nprocs, endpoint, debug)``: the parallelizer a worker's ``func`` gets."""
+
+
+def spawn_argv(rank: int, nprocs: int, parent: int, lifeline: int, deathsig: bool, fds: dict[int, int]) -> list[str]:
+    """The command-line arguments a spawned worker decodes with :func:`parse_spawn_argv`."""
+    pairs = ",".join(f"{peer}:{fd}" for peer, fd in fds.items())
+    return [str(rank), str(nprocs), str(parent), str(lifeline), str(int(deathsig)), pairs]
+
+
+def parse_spawn_argv(argv: list[str]) -> dict[str, Any]:
+    """Decodes :func:`spawn_argv`.
+
+    Example:
+        >>> parse_spawn_argv(spawn_argv(2, 3, 100, 5, True, {0: 7, 1: 8}))["fds"]
+        {0: 7, 1: 8}
+    """
+    rank, nprocs, parent, lifeline, deathsig, pairs = argv
+    fds = {}
+    for item in filter(None, pairs.split(",")):
+        peer, fd = item.split(":")
+        fds[int(peer)] = int(fd)
+    return {
+        "rank": int(rank),
+        "nprocs": int(nprocs),
+        "parent": int(parent),
+        "lifeline": int(lifeline),
+        "deathsig": bool(int(deathsig)),
+        "fds": fds,
+    }
+
+
+def spawn_main(argv: list[str], make_view: ViewFactory) -> None:
     """Entry point of a spawned worker (see ``launch._spawn``)."""
-    args = spawn_args(argv)
+    args = parse_spawn_argv(argv)
     sockets = {peer: socket.socket(fileno=fd) for peer, fd in args.pop("fds").items()}
-    exit_now(serve(sockets=sockets, **args))
+    exit_now(serve(sockets=sockets, make_view=make_view, **args))
 
 
-def serve(rank: int, nprocs: int, sockets: dict[int, socket.socket], lifeline: int, parent: int, deathsig: bool) -> int:
+def serve(
+    rank: int,
+    nprocs: int,
+    sockets: dict[int, socket.socket],
+    lifeline: int,
+    parent: int,
+    deathsig: bool,
+    make_view: ViewFactory,
+) -> int:
     """Runs the worker until main says STOP; returns the exit status."""
     _guard_parent(lifeline, parent, deathsig)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is main's to handle
-    endpoint = Endpoint(rank, nprocs, sockets, pids={})
+    protocol = WorkerProtocol(rank)
+    endpoint = Endpoint(rank, nprocs, sockets, pids={}, protocol=protocol)
     view = None
     while True:
-        command = endpoint.next_command()
-        if isinstance(command, wire.Frame):  # STOP
+        while not protocol.next_command_ready():  # idle: nothing to raise; main's EOF exits
+            endpoint.loop.pump(block=True)
+        command = protocol.commands.popleft()
+        if not isinstance(command, Incoming):  # STOP
             break
-        if command.frame.kind == wire.SETUP:
+        if command.frame.kind == wire.Kind.SETUP:
             setup = command.value("the set-up sent by main")  # pids: already taken by the endpoint
             sys.path[:] = setup["sys_path"]
-            from ..mp import MultiprocessingParallelizer
-
-            view = MultiprocessingParallelizer._worker_view(setup["token"], rank, nprocs, endpoint, setup["debug"])
+            view = make_view(setup["token"], rank, nprocs, endpoint, setup["debug"])
             continue
         assert view is not None, "RUN before SETUP"
-        _run_one(endpoint, view, command)
-    if view is not None:
-        view._close_worker_view()
+        _run_one(endpoint, protocol, view, command)
     endpoint.close()
     return 0
 
 
-def _run_one(endpoint: Endpoint, view: Any, command: Any) -> None:
+def _run_one(endpoint: Endpoint, protocol: WorkerProtocol, view: View, command: Incoming) -> None:
     epoch = command.epoch
     endpoint.begin_epoch(epoch)
-    if endpoint.abort_epoch >= epoch:
+    if protocol.abort_epoch >= epoch:
         return  # main gave this run up before we got to it
     try:
         func, args, kwargs = command.value("func and its arguments of run()")
-        view._collective_count = 0  # as main does at every run
-        _context.push(view)
+        view._begin_run()  # as main does at every run
+        context.push(view)
         try:
             func(*args, parallelizer=view, **kwargs)
         finally:
-            _context.pop(view)
+            context.pop(view)
     except RunAborted:
         return
     except BaseException as exc:
-        endpoint.control(0, wire.ERROR, body=error_report(exc))
+        endpoint.control(0, wire.Kind.ERROR, body=error_report(exc))
         return
-    endpoint.finish_epoch()
+    for rank in endpoint.loop.channels:
+        endpoint.control(rank, wire.Kind.FINISHED)
 
 
 def error_report(exc: BaseException) -> bytes:
     """What main needs to raise a RemoteError for ``exc``, as bytes."""
-    return _pickling.dumps(_remote.report(exc), "the error report")
+    return pickling.dumps(remote.report(exc), "the error report")
 
 
 def _guard_parent(lifeline: int, parent: int, deathsig: bool) -> None:

@@ -16,11 +16,10 @@ import time
 import traceback
 from typing import NoReturn
 
+from .._core.limits import ABORT_REPORT_GRACE
 from . import runtime
 
 ABORT_STATUS = 1
-REPORT_GRACE = 0.5
-"""Seconds between writing the report and ``MPI_Abort`` (failure path only)."""
 
 
 def report(exc: BaseException, rank: int | None) -> None:
@@ -59,7 +58,7 @@ def abort(exc: BaseException, rank: int | None = None) -> NoReturn:
         raise SystemExit(status)  # a normal exit: atexit handlers still clean up
     # The launcher forwards our stderr asynchronously; MPI_Abort makes it kill
     # the job at once. A moment's grace lets the report reach the terminal.
-    time.sleep(REPORT_GRACE)
+    time.sleep(ABORT_REPORT_GRACE)
     with contextlib.suppress(Exception):
         runtime.load().COMM_WORLD.Abort(status)
     # MPI_Abort may return in the calling process (MPICH does, after telling

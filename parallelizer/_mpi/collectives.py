@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import _codec, _memory, semantics
-from .._tags import CollTag
+from .. import semantics
+from .._core import codec as _codec
+from .._core import memory as _memory
+from .._core.tags import CollTag
 from . import messages
+from .runtime import load as _mpi
 from .slots import ARRAY, INLINE, Slot, SlotExchange
 
 INT_MAX = 2**31 - 1
@@ -26,12 +29,6 @@ NATIVE_LARGE_COUNTS = True
 """Whether the MPI library takes counts over ``INT_MAX`` (MPI-4); set at start-up."""
 
 _NAMED_OPS = {"sum": "SUM", "prod": "PROD", "min": "MIN", "max": "MAX"}
-
-
-def _mpi() -> Any:
-    from mpi4py import MPI
-
-    return MPI
 
 
 def _fits(*numbers: list[int]) -> bool:

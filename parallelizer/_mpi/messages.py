@@ -22,23 +22,16 @@ import pickle
 import struct
 from typing import Any
 
-from .. import _codec
-
-CHUNK = 1 << 30
-"""Largest number of bytes moved by one MPI call."""
-
-BLOCK = 1024
-"""Size of the first broadcast block: small objects travel in this one call."""
+from .._core import codec as _codec
+from .._core import pickling
+from .._core.limits import MPI_BCAST_BLOCK as BLOCK
+from .._core.limits import MPI_CHUNK as CHUNK
+from .._core.limits import OUT_OF_BAND_MIN
+from .runtime import load as _mpi
 
 # codec flags, layout (0: body in the first message; 1: body follows), buffer count, body length
 HEADER = struct.Struct("<BBxxIQ")
 _SIZE = struct.Struct("<Q")
-
-
-def _mpi() -> Any:
-    from mpi4py import MPI
-
-    return MPI
 
 
 def _writable(view: memoryview) -> memoryview:
@@ -191,17 +184,7 @@ class Broadcaster:
         self._view = memoryview(self._block)
         self._spec = [self._block, MPI.BYTE]
         self._oob: list[memoryview] = []
-
-    def _out_of_band(self, buffer: pickle.PickleBuffer) -> bool:
-        """``buffer_callback``: large contiguous buffers leave the stream."""
-        try:
-            raw = buffer.raw()
-        except BufferError:
-            return True
-        if raw.nbytes < _codec.OUT_OF_BAND_MIN:
-            return True
-        self._oob.append(raw)
-        return False
+        self._out_of_band = pickling.collector(self._oob, OUT_OF_BAND_MIN)
 
     def bcast(self, obj: Any, root: int, what: str) -> Any:
         """Root's ``obj`` on every rank (root gets ``obj`` itself)."""

@@ -13,24 +13,31 @@ import sys
 import sysconfig
 from typing import Any
 
-from .. import _env
+from .._core import env
+from .._core.limits import LAUNCHER_QUERY
 from ..errors import LaunchMismatchError
 
 INSTALL_HINT = "pip install 'parallelizer[mpi]'  (mpi4py plus the mpich wheel, which brings mpiexec)"
 
 
+_MPI: Any = None
+
+
 def load() -> Any:
-    """The ``mpi4py.MPI`` module.
+    """The ``mpi4py.MPI`` module (imported, and MPI initialized, on the first call).
 
     Raises:
         ImportError: mpi4py (or the MPI library it needs) is missing; says
             how to install it.
     """
-    try:
-        from mpi4py import MPI
-    except ImportError as exc:
-        raise ImportError(f"MPIParallelizer needs mpi4py and an MPI library: {INSTALL_HINT} ({exc})") from exc
-    return MPI
+    global _MPI
+    if _MPI is None:
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:
+            raise ImportError(f"MPIParallelizer needs mpi4py and an MPI library: {INSTALL_HINT} ({exc})") from exc
+        _MPI = MPI
+    return _MPI
 
 
 def initialized() -> bool:
@@ -71,7 +78,7 @@ def find_mpiexec() -> str | None:
 def mpiexec_flavor(mpiexec: str) -> str:
     """``"openmpi"``, ``"mpich"`` or ``"unknown"``, from ``mpiexec --version``."""
     try:
-        text = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=20).stdout
+        text = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=LAUNCHER_QUERY).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     lowered = text.lower()
@@ -88,7 +95,7 @@ def check_launch(world_size: int) -> None:
     Args:
         world_size: ``MPI.COMM_WORLD.Get_size()`` in this process.
     """
-    launcher = _env.launcher_world_size()
+    launcher = env.launcher_world_size()
     if launcher is None or launcher[0] <= 1 or world_size != 1:
         return
     count, variable = launcher

@@ -18,8 +18,9 @@ import struct
 from typing import Any, NamedTuple
 
 from .. import semantics
+from .._core.limits import MPI_SLOT as SLOT
+from .runtime import load as _mpi
 
-SLOT = 128
 INLINE, ARRAY, LARGE = 1, 2, 3
 _HEAD = struct.Struct("<BBH")  # kind, ndim, payload length
 _PAYLOAD = SLOT - _HEAD.size
@@ -103,8 +104,7 @@ class SlotExchange:
 
     def exchange(self, obj: Any) -> list[Slot]:
         """Every rank's :class:`Slot`, in rank order (this rank's from ``obj`` itself)."""
-        from mpi4py import MPI
-
+        MPI = _mpi()
         mine = encode(obj, memoryview(self._mine))
         self.comm.Allgather([self._mine, MPI.BYTE], [self._all, MPI.BYTE])
         view = memoryview(self._all)

@@ -12,7 +12,8 @@ Ours share the ``PARALLELIZER`` prefix:
     Default start method of the multiprocessing backend.
 
 The others belong to MPI launchers and tell whether this process was started
-by ``mpiexec``/``srun`` and with how many ranks.
+by ``mpiexec``/``srun`` and with how many ranks. :func:`usable_cpus` reads
+the process's CPU affinity, the other fact about where we run.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ def start_method() -> str | None:
     """The value of ``PARALLELIZER_START_METHOD``, or ``None`` when unset."""
     value = os.environ.get(START_METHOD_VAR, "").strip()
     return value or None
+
+
+def usable_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def launcher_world_size() -> tuple[int, str] | None:

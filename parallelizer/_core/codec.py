@@ -13,10 +13,9 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from . import _memory, _pickling, semantics
-
-OUT_OF_BAND_MIN = 1 << 16
-"""Buffers from this size on leave the pickle stream (protocol 5)."""
+from .. import semantics
+from . import memory, pickling
+from .limits import OUT_OF_BAND_MIN
 
 FLAG_ARRAY = 1
 """Set in ``Encoded.flags`` when the body is an array header and the one
@@ -72,7 +71,7 @@ def encode(obj: Any, what: str, *, by_value: bool = True) -> Encoded:
         fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)
         body = pickle.dumps((obj.dtype, obj.shape, fortran), pickle.HIGHEST_PROTOCOL)
         return Encoded(FLAG_ARRAY, body, [raw_bytes(obj)])
-    body, buffers = _pickling.dumps_out_of_band(obj, what, OUT_OF_BAND_MIN, by_value=by_value)
+    body, buffers = pickling.dumps_out_of_band(obj, what, OUT_OF_BAND_MIN, by_value=by_value)
     return Encoded(0, body, buffers)
 
 
@@ -85,16 +84,35 @@ def array_header(body: bytes | bytearray) -> tuple[Any, tuple[int, ...], bool]:
 def allocate_array(body: bytes | bytearray) -> Any:
     """The array an array message's data is received into."""
     dtype, shape, fortran = array_header(body)
-    return _memory.empty(shape, dtype, fortran)
+    return memory.empty(shape, dtype, fortran)
 
 
 def allocate_bytes(nbytes: int) -> Any:
     """Writable memory for an out-of-band buffer (not zero-filled)."""
-    return _memory.empty((nbytes,), "uint8")
+    return memory.empty((nbytes,), "uint8")
+
+
+def copy_buffers(encoded: Encoded) -> list[Any]:
+    """Copies of an encoded object's buffers, as a receiver would hold them.
+
+    What a process keeps of a message it sends to itself: the array itself
+    for an array message, else writable bytes, so the message no longer
+    depends on the sender's memory.
+    """
+    if encoded.flags & FLAG_ARRAY:
+        array = allocate_array(encoded.body)
+        raw_bytes(array)[:] = encoded.buffers[0]
+        return [array]
+    copies = []
+    for buffer in encoded.buffers:
+        copy = allocate_bytes(buffer.nbytes)
+        raw_bytes(copy)[:] = buffer
+        copies.append(copy)
+    return copies
 
 
 def decode(flags: int, body: bytes | bytearray, buffers: list[Any], what: str) -> Any:
     """The object that was encoded, from its body and received buffers."""
     if flags & FLAG_ARRAY:
         return buffers[0] if buffers and buffers[0] is not None else allocate_array(body)
-    return _pickling.loads(body, what, buffers=buffers)
+    return pickling.loads(body, what, buffers=buffers)

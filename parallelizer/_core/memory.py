@@ -9,8 +9,8 @@ bytes and up come from a small pool of anonymous mappings: when the user drops s
 array, its mapping becomes free (nothing else references it) and the next
 array of a similar size reuses its pages.
 
-At most ``KEEP_CHUNKS`` free mappings and ``KEEP_BYTES`` of free memory are
-kept; :func:`release` drops them all (when a group stops).
+At most ``POOL_KEEP_CHUNKS`` free mappings and ``POOL_KEEP_BYTES`` of free memory
+are kept (:mod:`.limits`); :func:`release` drops them all (when a group stops).
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ import sys
 import threading
 from typing import Any, Literal
 
-POOL_MIN = 256 << 10
-"""Arrays from this size on come from the pool."""
+from .limits import POOL_KEEP_BYTES, POOL_KEEP_CHUNKS, POOL_MIN
 
-KEEP_CHUNKS = 8
-KEEP_BYTES = 1 << 30
 _HUGE = 2 << 20  # huge-page size: larger chunks are rounded up to it
 
 _lock = threading.Lock()
@@ -73,7 +70,7 @@ def _trim() -> None:
     """Forgets free chunks beyond the limits, oldest first (caller holds the lock)."""
     free = [chunk for chunk in _chunks if _is_free(chunk)]
     total = sum(len(chunk) for chunk in free)
-    while free and (len(free) > KEEP_CHUNKS - 1 or total > KEEP_BYTES):
+    while free and (len(free) > POOL_KEEP_CHUNKS - 1 or total > POOL_KEEP_BYTES):
         chunk = free.pop(0)
         total -= len(chunk)
         _chunks.remove(chunk)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from . import _pickling
-from .errors import RemoteError
+from ..errors import RemoteError
+from . import pickling
 
 
 def report(exc: BaseException) -> dict[str, Any]:
@@ -22,8 +22,8 @@ def report(exc: BaseException) -> dict[str, Any]:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     pickled: bytes | None
     try:
-        pickled = _pickling.dumps(exc, "the exception")
-        _pickling.loads(pickled, "the exception")  # must rebuild on the other side too
+        pickled = pickling.dumps(exc, "the exception")
+        pickling.loads(pickled, "the exception")  # must rebuild on the other side too
     except Exception:
         pickled = None
     kind = type(exc)
@@ -37,5 +37,5 @@ def rebuild(rank: int, info: dict[str, Any]) -> RemoteError:
     error = RemoteError(rank, info["exc_type"], info["message"], info["traceback"])
     if info.get("exception") is not None:
         with contextlib.suppress(Exception):
-            error.__cause__ = _pickling.loads(info["exception"], "the remote exception")
+            error.__cause__ = pickling.loads(info["exception"], "the remote exception")
     return error

@@ -4,7 +4,7 @@
 applies ``func`` to its block, and root joins the blocks' results in order.
 
 *dynamic*: root cuts the data into chunks (:func:`semantics.dynamic_chunks`)
-and keeps ``PREFETCH`` chunks queued at every other process; each result that
+and keeps ``MAP_PREFETCH`` chunks queued at every other process; each result that
 comes back earns its sender the next chunk. Root computes chunks too,
 item by item, and between items hands out chunks to processes that finished.
 When no chunk is left root sends every process ``None`` to end the map.
@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import _progress, _remote, semantics
-from ._tags import CollTag, Space
-
-if TYPE_CHECKING:
-    from .base import Parallelizer
-
-PREFETCH = 2
-"""Chunks queued at each process, so it never waits for the next one."""
-
-POLL_INTERVAL = 0.0005
-"""Seconds root computes between looks for finished chunks."""
+from .. import semantics
+from . import progress as _progress
+from . import remote as _remote
+from .limits import MAP_POLL_INTERVAL, MAP_PREFETCH
+from .tags import CollTag, Space
+from .transport import Transport
 
 
 class _NoBlock:
@@ -57,7 +52,7 @@ class TaskFailure:
 
 
 def run_map(
-    par: Parallelizer,
+    par: Transport,
     func: Callable[[Any], Any],
     data: Any,
     root: int,
@@ -137,7 +132,7 @@ def _apply_block(func: Callable[[Any], Any], block: Sequence[Any], vectorized: b
 
 
 def _static(
-    par: Parallelizer,
+    par: Transport,
     compute: Compute,
     data: Any,
     root: int,
@@ -145,7 +140,8 @@ def _static(
     progress: bool,
     bar: _progress.Bar | None,
 ) -> Any:
-    block = par.scatter(data, root)
+    bounds = semantics.block_bounds(len(data), par.nprocs) if par.id == root else None
+    block = par._scatter(data, bounds, root)
     local = compute(block, bar)
     if not progress:
         parts = par._gather_list(local, root)
@@ -155,7 +151,7 @@ def _static(
         parts = None
     else:
         # Results are collected as they arrive, so the bar moves with them.
-        bounds = semantics.block_bounds(len(data), par.nprocs)
+        assert bounds is not None
         parts = [None] * par.nprocs
         parts[root] = local
         for _ in range(par.nprocs - 1):
@@ -173,7 +169,7 @@ def _static(
 
 
 def _dynamic_root(
-    par: Parallelizer,
+    par: Transport,
     compute: Compute,
     data: Any,
     root: int,
@@ -211,7 +207,7 @@ def _dynamic_root(
         return True
 
     others = [rank for rank in range(par.nprocs) if rank != root]
-    for _ in range(PREFETCH):
+    for _ in range(MAP_PREFETCH):
         for rank in others:
             hand_out(rank)
     while next_chunk < len(chunks) and not failed:
@@ -242,7 +238,7 @@ def _root_chunk(
 ) -> Any:
     """Computes one chunk on root, in slices of items.
 
-    Between slices (about every ``POLL_INTERVAL`` seconds) root collects the
+    Between slices (about every ``MAP_POLL_INTERVAL`` seconds) root collects the
     chunks other processes finished and hands them new ones.
     """
     if vectorized:
@@ -258,15 +254,15 @@ def _root_chunk(
         results.extend(part)
         start += step
         elapsed = time.perf_counter() - began
-        if elapsed >= POLL_INTERVAL:
+        if elapsed >= MAP_POLL_INTERVAL:
             while collect(False):
                 pass
-        # aim each slice at POLL_INTERVAL: few clock reads for tiny items
-        step = max(1, min(2 * step, int(step * POLL_INTERVAL / elapsed) if elapsed else 2 * step))
+        # aim each slice at MAP_POLL_INTERVAL: few clock reads for tiny items
+        step = max(1, min(2 * step, int(step * MAP_POLL_INTERVAL / elapsed) if elapsed else 2 * step))
     return results
 
 
-def _dynamic_worker(par: Parallelizer, compute: Compute, root: int) -> None:
+def _dynamic_worker(par: Transport, compute: Compute, root: int) -> None:
     while True:
         task = par._recv(root, CollTag.MAP_TASK, Space.COLL)
         if task is None:

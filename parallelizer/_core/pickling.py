@@ -15,7 +15,7 @@ import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import SerializationError
+from ..errors import SerializationError
 
 PROTOCOL = 5
 
@@ -74,19 +74,31 @@ def dumps_out_of_band(
     if not by_value:
         buffers: list[memoryview] = []
         try:
-            return pickle.dumps(obj, PROTOCOL, buffer_callback=_collector(buffers, min_size)), buffers
+            return pickle.dumps(obj, PROTOCOL, buffer_callback=collector(buffers, min_size)), buffers
         except Exception:
             pass
     buffers = []
     try:
-        body = _cloudpickle_dumps()(obj, protocol=PROTOCOL, buffer_callback=_collector(buffers, min_size))
+        body = _cloudpickle_dumps()(obj, protocol=PROTOCOL, buffer_callback=collector(buffers, min_size))
     except Exception as exc:
         raise SerializationError(f"cannot pickle {what} ({_describe(obj)}): {type(exc).__name__}: {exc}") from exc
     return body, buffers
 
 
-def _collector(buffers: list[memoryview], min_size: int | None) -> Callable[[pickle.PickleBuffer], bool] | None:
-    """The ``buffer_callback`` that moves buffers of ``min_size`` bytes or more out of band."""
+def collector(buffers: list[memoryview], min_size: int | None) -> Callable[[pickle.PickleBuffer], bool] | None:
+    """The ``buffer_callback`` that moves buffers of ``min_size`` bytes or more out of band.
+
+    Args:
+        buffers: Where the buffers taken out of the stream are appended, in order.
+        min_size: The smallest buffer taken out; ``None``: none (no callback).
+
+    Example:
+        >>> import pickle
+        >>> taken = []
+        >>> body = pickle.dumps(pickle.PickleBuffer(bytearray(100)), 5, buffer_callback=collector(taken, 64))
+        >>> [buffer.nbytes for buffer in taken]
+        [100]
+    """
     if min_size is None:
         return None
 

@@ -1,0 +1,175 @@
+"""The poll loop of one process: a socket to every peer and, on main, the workers' sentinels.
+
+All I/O happens in the calling thread while it waits: :meth:`Loop.pump`
+blocks in ``poll`` until a socket is readable (or writable, when bytes are
+queued for it) or a sentinel fires, reads every complete frame and hands it
+to ``on_frame``; a socket closed by its peer goes to ``on_eof``, an exited
+worker process to ``on_exit``. Nothing busy-waits, and nothing here knows
+what a frame means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+from collections.abc import Callable
+
+from .._core.limits import READS_PER_PUMP
+from . import wire
+from .channel import Channel
+
+_IN = select.POLLIN | select.POLLPRI
+_OUT = select.POLLOUT
+_GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+class Loop:
+    """The sockets of one process, and the one ``poll`` that watches them all.
+
+    Args:
+        sockets: One connected socket per peer rank.
+        allocator: Memory for a peer's incoming buffers: ``allocator(rank)``.
+        on_frame: Called with ``(rank, frame)`` for every complete frame.
+        on_eof: Called with the rank whose socket closed.
+        on_exit: Called with the rank whose process sentinel fired.
+    """
+
+    def __init__(
+        self,
+        sockets: dict[int, socket.socket],
+        allocator: Callable[[int], wire.Allocator],
+        on_frame: Callable[[int, wire.Frame], None],
+        on_eof: Callable[[int], None],
+        on_exit: Callable[[int], None],
+    ) -> None:
+        self._poller = select.poll()
+        self._on_frame = on_frame
+        self._on_eof = on_eof
+        self._on_exit = on_exit
+        self.channels: dict[int, Channel] = {}
+        self._by_fd: dict[int, Channel] = {}
+        self._sentinels: dict[int, int] = {}  # fd -> rank
+        for peer, sock in sockets.items():
+            channel = Channel(peer, sock, wire.FrameReader(allocator(peer)))
+            self.channels[peer] = channel
+            self._by_fd[channel.fd] = channel
+            self._set_mask(channel, _IN)
+
+    def add_sentinel(self, fd: int, rank: int) -> None:
+        """Watches ``fd``, readable once process ``rank`` has exited."""
+        self._sentinels[fd] = rank
+        self._poller.register(fd, _IN)
+
+    def is_open(self, rank: int) -> bool:
+        """True while the socket to ``rank`` is connected."""
+        channel = self.channels.get(rank)
+        return channel is not None and not channel.closed
+
+    def send(self, rank: int, parts: list[object]) -> int | None:
+        """Queues a frame's parts for ``rank`` and writes what the socket takes now.
+
+        Returns:
+            The stream offset at which the frame ends (compare with
+            :meth:`sent`), or ``None`` when the socket is closed.
+        """
+        channel = self.channels.get(rank)
+        if channel is None or channel.closed:
+            return None
+        end = channel.enqueue(parts)
+        self._flush(channel)
+        return end
+
+    def sent(self, rank: int) -> int:
+        """Bytes written to ``rank``'s socket so far."""
+        return self.channels[rank].sent
+
+    def watching(self) -> bool:
+        """True while any socket or sentinel is left to watch."""
+        return bool(self._by_fd or self._sentinels)
+
+    def pump(self, block: bool, timeout_ms: int | None = None) -> None:
+        """Waits (if ``block``) until something happens, and handles all that has.
+
+        Args:
+            block: Wait for an event; otherwise only handle what is there.
+            timeout_ms: The longest wait; ``None``: until an event.
+        """
+        for channel in self.channels.values():
+            if not channel.closed:
+                self._set_mask(channel, _IN | (_OUT if channel.outq else 0))
+        for fd, events in self._poller.poll(timeout_ms if block else 0):
+            ready = self._by_fd.get(fd)
+            if ready is None:
+                rank = self._sentinels.pop(fd, None)
+                if rank is not None:
+                    self._unregister(fd)
+                    self._on_exit(rank)
+                continue
+            if events & (_IN | _GONE):
+                self._read(ready)
+            if events & _OUT and not ready.closed:
+                self._flush(ready)
+
+    def close(self) -> None:
+        """Closes every socket and stops watching the sentinels."""
+        for channel in self.channels.values():
+            if not channel.closed:
+                self._unregister(channel.fd)
+                channel.close()
+        self._by_fd.clear()
+        for fd in self._sentinels:
+            self._unregister(fd)
+        self._sentinels.clear()
+
+    def _read(self, channel: Channel) -> None:
+        reader = channel.reader
+
+        def deliver(frame: wire.Frame) -> None:
+            self._on_frame(channel.rank, frame)
+
+        for _ in range(READS_PER_PUMP):
+            try:
+                direct = reader.want_direct()
+                if direct is not None:
+                    count = channel.sock.recv_into(direct)
+                    if count:
+                        reader.received_direct(count, deliver)
+                else:
+                    data = channel.sock.recv(reader.chunk_size())
+                    count = len(data)
+                    if count:
+                        reader.feed(data, deliver)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                count = 0
+            if not count:
+                self._closed(channel)
+                return
+
+    def _flush(self, channel: Channel) -> None:
+        try:
+            channel.flush()
+        except OSError:
+            self._closed(channel)
+
+    def _closed(self, channel: Channel) -> None:
+        if channel.closed:
+            return
+        self._unregister(channel.fd)
+        self._by_fd.pop(channel.fd, None)
+        channel.close()
+        self._on_eof(channel.rank)
+
+    def _set_mask(self, channel: Channel, mask: int) -> None:
+        if channel.mask != mask:
+            if channel.mask:
+                self._poller.modify(channel.fd, mask)
+            else:
+                self._poller.register(channel.fd, mask)
+            channel.mask = mask
+
+    def _unregister(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._poller.unregister(fd)
