@@ -94,6 +94,11 @@ def run_script(path: str, args: Sequence[str]) -> None:
         raise SystemExit(2)
     sys.argv = [path, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    launched = env.launcher_world_size()
+    if launched is not None and launched[0] > 1:
+        # Under mpiexec every rank initializes MPI now, whether the script uses
+        # it or not: a failure anywhere can then abort the whole job.
+        runtime.load()
     try:
         runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:

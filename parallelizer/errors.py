@@ -188,8 +188,13 @@ class SerializationError(ParallelizerError, TypeError):
     """An object could not be pickled to be sent, or unpickled on arrival.
 
     The message says which object (``the object sent to rank 2``, ``func``
-    of ``run()``, ...) and why. Raised before anything is sent. A subclass of
-    ``TypeError``.
+    of ``run()``, ...) and why. When sending, it is raised before anything is
+    sent; when receiving, the message has been taken, so the sender and the
+    receiver stay in step. A subclass of ``TypeError``.
+
+    Attributes:
+        rank: The rank whose message could not be unpickled here, or ``None``
+            (an object this process could not pickle).
 
     Example:
         >>> import threading
@@ -200,6 +205,13 @@ class SerializationError(ParallelizerError, TypeError):
         ...     print(str(err).split(" (")[0])
         cannot pickle the object sent to rank 0
     """
+
+    def __init__(self, message: str, rank: int | None = None) -> None:
+        super().__init__(message)
+        self.rank = rank
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.rank))
 
 
 class LaunchMismatchError(ParallelizerError, RuntimeError):

@@ -16,8 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from . import semantics
-from ._core import env
+from ._core import checks, env
 from ._core.tags import Space
 from ._mp import collectives, launch, wire, worker
 from ._mp.endpoint import Endpoint
@@ -54,6 +53,9 @@ class MultiprocessingParallelizer(Parallelizer):
             set with ``PARALLELIZER_START_METHOD``.
         debug: Check that every process calls the same collectives (see
             :attr:`Parallelizer.debug`); default: ``PARALLELIZER_DEBUG``.
+        timeout: The longest any process waits in one call, in seconds
+            (see :attr:`Parallelizer.timeout`); default: ``PARALLELIZER_TIMEOUT``,
+            else no limit.
 
     Example:
         >>> import numpy as np
@@ -65,10 +67,15 @@ class MultiprocessingParallelizer(Parallelizer):
     """
 
     def __init__(
-        self, nprocs: int | None = None, start_method: str | None = None, *, debug: bool | None = None
+        self,
+        nprocs: int | None = None,
+        start_method: str | None = None,
+        *,
+        debug: bool | None = None,
+        timeout: float | None = None,
     ) -> None:
-        super().__init__(debug=debug)
-        self._nprocs = env.usable_cpus() if nprocs is None else semantics.check_nprocs(nprocs)
+        super().__init__(debug=debug, timeout=timeout)
+        self._nprocs = env.usable_cpus() if nprocs is None else checks.check_nprocs(nprocs)
         method = start_method if start_method is not None else (env.start_method() or launch.DEFAULT_START_METHOD)
         if method not in launch.START_METHODS:
             raise ValueError(f"start_method must be one of {launch.START_METHODS}, got {method!r}")
@@ -81,19 +88,19 @@ class MultiprocessingParallelizer(Parallelizer):
 
     @classmethod
     def _worker_view(
-        cls, token: str, rank: int, nprocs: int, endpoint: Endpoint, debug: bool
+        cls, setup: dict[str, Any], rank: int, nprocs: int, endpoint: Endpoint
     ) -> MultiprocessingParallelizer:
         """The parallelizer as a worker process sees it (a :data:`worker.ViewFactory`)."""
         view = cls.__new__(cls)
-        Parallelizer.__init__(view, debug=debug)
+        Parallelizer.__init__(view, debug=setup["debug"], timeout=setup["timeout"])
         view._nprocs = nprocs
         view._start_method = "worker"
         view._rank = rank
-        view._token = token
+        view._token = setup["token"]
         view._group = None
         view._endpoint = endpoint
         view._nesting = 1  # started: the group runs as long as the worker does
-        _instances[token] = view
+        _instances[view._token] = view
         return view
 
     @property
@@ -137,7 +144,8 @@ class MultiprocessingParallelizer(Parallelizer):
     def _start(self) -> None:
         if self._endpoint is not None:
             return  # a worker's view is started for as long as the worker lives
-        group = Group(self._nprocs, self._start_method, self._token, self._debug, type(self)._worker_view)
+        settings = {"token": self._token, "debug": self._debug, "timeout": self._timeout}
+        group = Group(self._nprocs, self._start_method, settings, type(self)._worker_view)
         group.start()
         self._group = group
 
@@ -165,15 +173,19 @@ class MultiprocessingParallelizer(Parallelizer):
             )
         return group.endpoint
 
+    def _connected(self) -> bool:
+        group = self._group
+        return self._endpoint is not None or (group is not None and group.running)
+
     def _send_to(self, obj: Any, dest: int, tag: int, space: Space) -> None:
         self._ep().send(obj, dest, _KINDS[space], tag, f"the object sent to rank {dest}")
 
     def _recv_from(self, source: int, tag: int, space: Space) -> Any:
-        what = f"recv(source={source}, tag={tag})" if space == Space.USER else "a collective"
+        what = f"recv(source={source}, tag={tag})" if space == Space.USER else (self._caller or "a collective")
         return self._ep().recv(source, _KINDS[space], tag, what)
 
     def _recv_from_any(self, tag: int, space: Space, block: bool) -> tuple[int, Any] | None:
-        return self._ep().recv_any(_KINDS[space], tag, "map", block)
+        return self._ep().recv_any(_KINDS[space], tag, self._caller or "map", block)
 
     def _bcast(self, obj: Any, root: int) -> Any:
         return collectives.bcast(self._ep(), obj, root)

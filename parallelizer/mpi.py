@@ -19,9 +19,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._core import mismatch
+from ._core import calls, mismatch
 from ._core.tags import Space
-from ._mpi import abort, messages, runtime
+from ._mpi import abort, finish, messages, runtime
 from ._mpi import collectives as _collectives
 from .base import Parallelizer
 
@@ -68,8 +68,8 @@ class MPIParallelizer(Parallelizer):
             # 6 on every rank
     """
 
-    def __init__(self, comm: Any = None, *, debug: bool | None = None) -> None:
-        super().__init__(debug=debug)
+    def __init__(self, comm: Any = None, *, debug: bool | None = None, timeout: float | None = None) -> None:
+        super().__init__(debug=debug, timeout=timeout)
         self._MPI = MPI = runtime.load()
         base = MPI.COMM_WORLD if comm is None else comm
         if not isinstance(base, MPI.Intracomm) or base == MPI.COMM_NULL:
@@ -81,11 +81,15 @@ class MPIParallelizer(Parallelizer):
         self._base = base
         self._comm = base.Dup()  # collectives and their own messages
         self._user = base.Dup()  # send/recv: never matches the collectives' traffic
-        self._checks = base.Dup() if self._debug else None  # debug mode's signature exchanges
+        # debug mode: signature exchanges and finished notices (so waits on a returned rank raise)
+        self._notices = finish.FinishNotices(base.Dup()) if self._debug else None
         self._rank = self._comm.Get_rank()
         self._size = self._comm.Get_size()
+        if self._timeout is not None:
+            self._watchdog = calls.Watchdog(self._timeout, self._timed_out)
         self._coll = _collectives.Collectives(self._comm)
         self._inflight: list[tuple[list[Any], Any]] = []  # non-blocking sends and what they keep alive
+        self._waiting_for: list[int] | None = None  # for the timeout's message
         self._token = next(_counter)
         _instances[self._token] = self
 
@@ -131,10 +135,25 @@ class MPIParallelizer(Parallelizer):
     # ------------------------------------------------------------------ run
 
     def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        notices = self._notices
+        if notices is not None:
+            notices.begin_run()
         try:
-            return func(*args, parallelizer=self, **kwargs)
+            result = func(*args, parallelizer=self, **kwargs)
         except BaseException as exc:
             abort.abort(exc, _world_rank())
+        if notices is not None:
+            notices.end_run()
+        return result
+
+    def _timed_out(self, what: str) -> None:
+        """The watchdog's verdict: this rank waited too long in one call; the job ends."""
+        waited = self._waiting_for or [rank for rank in range(self._size) if rank != self._rank]
+        error = TimeoutError(
+            f"rank {self._rank} waited more than {self._timeout:g} s in {what} for rank(s) "
+            f"{', '.join(map(str, waited))} (the timeout= of the parallelizer, or PARALLELIZER_TIMEOUT)"
+        )
+        abort.abort(error, _world_rank())
 
     # ------------------------------------------------------------------ transport
 
@@ -160,13 +179,25 @@ class MPIParallelizer(Parallelizer):
             self._inflight.clear()
 
     def _recv_from(self, source: int, tag: int, space: Space) -> Any:
-        return messages.recv_obj(self._comm_for(space), source, tag, f"recv(source={source}, tag={tag})")[1]
+        what = f"recv(source={source}, tag={tag})" if space == Space.USER else (self._caller or "a collective")
+        self._waiting_for = [source]
+        try:
+            if self._notices is None:
+                return messages.recv_obj(self._comm_for(space), source, tag, what)[1]
+            message, status = self._notices.probe(self._comm_for(space), source, tag, what)
+            return messages.recv_probed(self._comm_for(space), message, status, tag, what)[1]
+        finally:
+            self._waiting_for = None
 
     def _recv_from_any(self, tag: int, space: Space, block: bool) -> tuple[int, Any] | None:
         comm = self._comm_for(space)
-        if block:
-            return messages.recv_obj(comm, self._MPI.ANY_SOURCE, tag, "map")
-        return messages.try_recv_obj(comm, self._MPI.ANY_SOURCE, tag, "map")
+        what = self._caller or "map"
+        if not block:
+            return messages.try_recv_obj(comm, self._MPI.ANY_SOURCE, tag, what)
+        if self._notices is None:
+            return messages.recv_obj(comm, self._MPI.ANY_SOURCE, tag, what)
+        message, status = self._notices.probe(comm, self._MPI.ANY_SOURCE, tag, what)
+        return messages.recv_probed(comm, message, status, tag, what)
 
     # ------------------------------------------------------------------ collectives
 
@@ -195,11 +226,10 @@ class MPIParallelizer(Parallelizer):
         self._comm.Barrier()
 
     def _exchange_signatures(self, mine: mismatch.Signature) -> list[mismatch.Signature]:
-        checks = self._checks
-        if checks is None:  # debug switched on after construction: no communicator of its own
+        if self._notices is None:  # debug switched on after construction: no communicator of its own
             return super()._exchange_signatures(mine)
-        signatures: list[mismatch.Signature] = checks.allgather(mine)
-        return signatures
+        absent = (mine[0], "nothing (it had returned from func)", None)
+        return self._notices.exchange(mine, absent)
 
 
 def _world_rank() -> int | None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import semantics
-from ._core import context, mapping, remote
+from ._core import checks, context, mapping, remote
 from ._core.tags import CollTag, Space
 from .base import Parallelizer
 from .errors import CollectiveMismatchError
@@ -194,11 +194,9 @@ class ClientView(_SessionView):
             >>> ClientServerRunner(client, parallelizer="multiprocessing:2").run()
             ([0, 1, 4, 9, 16], 'ZeroDivisionError')
         """
-        root, chunksize = semantics.check_map_arguments(
-            func, root, self.nprocs, vectorized, schedule, chunksize, progress
-        )
+        root, chunksize = checks.check_map_arguments(func, root, self.nprocs, vectorized, schedule, chunksize, progress)
         self._root_zero(root)
-        if not semantics.is_splittable(data):
+        if not checks.is_splittable(data):
             try:
                 data = list(data)
             except TypeError:
@@ -409,9 +407,9 @@ class ClientServerRunner:
         server: Callable[..., Any] | None = None,
         parallelizer: Any = None,
     ) -> None:
-        semantics.check_callable(client, "client")
+        checks.check_callable(client, "client")
         if server is not None:
-            semantics.check_callable(server, "server")
+            checks.check_callable(server, "server")
         self.client = client
         self.server = server
         self.parallelizer = parallelizer

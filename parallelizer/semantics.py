@@ -9,7 +9,6 @@ the serial, multiprocessing and MPI backends cannot disagree:
 * how reductions combine (:func:`resolve_op`, :func:`fold`);
 * how ``map`` results are joined (:func:`join_map_results`) and how dynamic
   schedules cut work into chunks (:func:`dynamic_chunks`);
-* how arguments are checked (``check_*``), with messages naming the argument.
 
 numpy is never imported here: an object can only be a numpy array if numpy
 is already loaded, so :func:`is_ndarray` looks it up in ``sys.modules``.
@@ -17,20 +16,14 @@ is already loaded, so :func:`is_ndarray` looks it up in ``sys.modules``.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
-import numbers
 import operator
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-MAX_TAG = 32767
-"""Largest user tag; MPI guarantees at least this many."""
-
 OPS = ("sum", "prod", "min", "max")
-SCHEDULES = ("static", "dynamic")
 
 
 # --------------------------------------------------------------------------
@@ -38,129 +31,37 @@ SCHEDULES = ("static", "dynamic")
 
 
 def is_ndarray(obj: object) -> bool:
-    """True if ``obj`` is a numpy array (without importing numpy)."""
+    """True if ``obj`` is a numpy array or an instance of a subclass (without importing numpy)."""
     np = sys.modules.get("numpy")
     return np is not None and isinstance(obj, np.ndarray)
+
+
+def is_exact_ndarray(obj: object) -> bool:
+    """True if ``obj`` is a plain ``numpy.ndarray``, not a subclass.
+
+    Only plain arrays take the fast paths that move raw memory; subclasses
+    (masked arrays, ``numpy.matrix``, record arrays) travel as pickles, which
+    keep their type and their extra state (a mask).
+    """
+    np = sys.modules.get("numpy")
+    return np is not None and type(obj) is np.ndarray
+
+
+def own(obj: Any) -> Any:
+    """``obj`` as a process may return it as its own result: read-only arrays are copied.
+
+    Arrays returned by the collectives are always writable (a root returns
+    its own object otherwise, as the other processes get theirs).
+    """
+    if is_ndarray(obj) and not obj.flags.writeable:
+        return obj.copy()
+    return obj
 
 
 def _np() -> Any:
     import numpy
 
     return numpy
-
-
-# --------------------------------------------------------------------------
-# argument checks
-
-
-def check_int(value: object, name: str) -> int:
-    """Returns ``value`` as an int, or raises ``TypeError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return int(value)
-
-
-def check_rank(value: object, nprocs: int, name: str) -> int:
-    """Checks a rank argument (``root``, ``dest``, ``source``) against the group.
-
-    Raises:
-        TypeError: ``value`` is not an int.
-        ValueError: ``value`` is not in ``range(nprocs)``.
-    """
-    if type(value) is int and 0 <= value < nprocs:  # the common case, fast
-        return value
-    rank = check_int(value, name)
-    if not 0 <= rank < nprocs:
-        raise ValueError(f"{name} must be in range(0, {nprocs}) for a group of {nprocs}, got {rank}")
-    return rank
-
-
-def check_tag(value: object) -> int:
-    """Checks a message tag: an int from 0 to :data:`MAX_TAG`."""
-    tag = check_int(value, "tag")
-    if not 0 <= tag <= MAX_TAG:
-        raise ValueError(f"tag must be in range(0, {MAX_TAG + 1}), got {tag}")
-    return tag
-
-
-def check_callable(value: object, name: str = "func") -> None:
-    """Raises ``TypeError`` naming ``name`` unless ``value`` is callable."""
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, not {type(value).__name__}")
-
-
-def check_bool(value: object, name: str) -> bool:
-    """Raises ``TypeError`` naming ``name`` unless ``value`` is a bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
-    return value
-
-
-def check_schedule(value: object) -> str:
-    """Checks ``schedule``: ``"static"`` or ``"dynamic"``."""
-    if not isinstance(value, str):
-        raise TypeError(f"schedule must be a str, not {type(value).__name__}")
-    if value not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {value!r}")
-    return value
-
-
-def check_chunksize(value: object) -> int | None:
-    """Checks ``chunksize``: ``None`` or a positive int."""
-    if value is None:
-        return None
-    size = check_int(value, "chunksize")
-    if size < 1:
-        raise ValueError(f"chunksize must be at least 1, got {size}")
-    return size
-
-
-def check_nprocs(value: object) -> int:
-    """Checks a process count: a positive int."""
-    count = check_int(value, "nprocs")
-    if count < 1:
-        raise ValueError(f"nprocs must be greater than 0, got {count}")
-    return count
-
-
-def check_map_arguments(
-    func: object, root: object, nprocs: int, vectorized: object, schedule: object, chunksize: object, progress: object
-) -> tuple[int, int | None]:
-    """Checks the arguments of ``map``.
-
-    Returns:
-        ``(root, chunksize)`` as ints (``chunksize`` may be ``None``).
-
-    Raises:
-        TypeError, ValueError: An argument is wrong; the message names it.
-    """
-    check_callable(func, "func")
-    rank = check_rank(root, nprocs, "root")
-    check_bool(vectorized, "vectorized")
-    check_schedule(schedule)
-    size = check_chunksize(chunksize)
-    check_bool(progress, "progress")
-    return rank, size
-
-
-def is_splittable(data: object) -> bool:
-    """True for what ``scatter``/``map`` accept.
-
-    That is a numpy array of one or more dimensions, or a sequence that is
-    not text or bytes.
-    """
-    if is_ndarray(data):
-        return bool(data.ndim >= 1)  # type: ignore[attr-defined]
-    return isinstance(data, Sequence) and not isinstance(data, (str, bytes, bytearray, memoryview))
-
-
-def check_sequence(data: object, name: str = "data") -> None:
-    """Raises ``TypeError`` naming ``name`` unless ``data`` can be split."""
-    if not is_splittable(data):
-        what = "a 0-d numpy array" if is_ndarray(data) else type(data).__name__
-        raise TypeError(
-            f"{name} must be a sequence (list, tuple, range or numpy array with at least one dimension), not {what}"
-        )
 
 
 # --------------------------------------------------------------------------
@@ -241,11 +142,12 @@ class ConcatPlan(NamedTuple):
 
 
 def array_meta(obj: object) -> ArrayMeta | None:
-    """The :class:`ArrayMeta` of an array with one or more dimensions, else ``None``.
+    """The :class:`ArrayMeta` of a plain array with one or more dimensions, else ``None``.
 
-    Objects without one are gathered into a list, never concatenated.
+    Arrays with one are concatenated by plan (:func:`concat_plan`); subclasses
+    are joined by :func:`join_arrays`, anything else gathered into a list.
     """
-    if is_ndarray(obj) and obj.ndim >= 1:  # type: ignore[attr-defined]
+    if is_exact_ndarray(obj) and obj.ndim >= 1:  # type: ignore[attr-defined]
         return ArrayMeta(obj.dtype, tuple(obj.shape))  # type: ignore[attr-defined]
     return None
 
@@ -285,14 +187,51 @@ def concatenate(parts: Sequence[Any], plan: ConcatPlan) -> Any:
     return out
 
 
+def join_arrays(parts: Sequence[Any]) -> Any:
+    """The concatenation of arrays along axis 0, or ``None`` when they do not concatenate.
+
+    Arrays concatenate when all have one or more dimensions and the same
+    trailing shape (and their dtypes promote). Subclasses keep their type:
+    masked arrays keep their masks (``numpy.ma.concatenate``), and parts that
+    share one array subclass give that subclass.
+
+    Example:
+        >>> import numpy as np
+        >>> join_arrays([np.ma.masked_array([1, 2], mask=[0, 1]), np.ma.masked_array([3])])
+        masked_array(data=[1, --, 3],
+                     mask=[False,  True, False],
+               fill_value=999999)
+        >>> join_arrays([np.zeros((1, 2)), np.zeros((1, 3))]) is None
+        True
+    """
+    if not parts or not all(is_ndarray(part) and part.ndim >= 1 for part in parts):
+        return None
+    plan = concat_plan([array_meta(part) for part in parts])
+    if plan is not None:
+        return concatenate(parts, plan)
+    if any(part.shape[1:] != parts[0].shape[1:] for part in parts):
+        return None
+    np = _np()
+    try:
+        if any(isinstance(part, np.ma.MaskedArray) for part in parts):
+            return np.ma.concatenate(parts)
+        joined = np.concatenate(parts)
+    except TypeError:  # dtypes that do not promote
+        return None
+    kinds = {type(part) for part in parts}
+    if len(kinds) == 1 and type(joined) is not parts[0].__class__:
+        joined = joined.view(parts[0].__class__)
+    return joined
+
+
 def join_gathered(parts: Sequence[Any]) -> Any:
     """What ``gather`` gives root.
 
-    The concatenation of the parts when :func:`concat_plan` allows it, else
-    the list of parts in rank order.
+    The concatenation of the parts when they are arrays that concatenate
+    (:func:`join_arrays`), else the list of parts in rank order.
     """
-    plan = concat_plan([array_meta(part) for part in parts])
-    return list(parts) if plan is None else concatenate(parts, plan)
+    joined = join_arrays(parts)
+    return list(parts) if joined is None else joined
 
 
 def join_map_results(per_block: Sequence[Any], vectorized: bool) -> Any:
@@ -310,9 +249,9 @@ def join_map_results(per_block: Sequence[Any], vectorized: bool) -> Any:
     """
     if not vectorized:
         return list(itertools.chain.from_iterable(per_block))
-    plan = concat_plan([array_meta(part) for part in per_block])
-    if plan is not None:
-        return concatenate(per_block, plan)
+    joined = join_arrays(per_block)
+    if joined is not None:
+        return joined
     if all(isinstance(part, (list, tuple)) for part in per_block):
         return list(itertools.chain.from_iterable(per_block))
     return list(per_block)
@@ -363,14 +302,53 @@ def resolve_op(op: object) -> Callable[[Any, Any], Any]:
     raise TypeError(f"op must be one of {OPS} or a callable, not {type(op).__name__}")
 
 
-def fold(values: Sequence[Any], func: Callable[[Any, Any], Any]) -> Any:
+def fold(values: Sequence[Any], func: Callable[[Any, Any], Any], call: str = "reduce") -> Any:
     """Reduces ``values`` in order: ``func(func(v0, v1), v2)...``.
 
     A single numpy array is copied, so the result never aliases an input.
+    A single value of a named operation is still checked, so that what
+    fails on two processes fails on one too (:func:`check_operand`).
+
+    Raises:
+        TypeError: ``func`` cannot combine two of the values; names ``call``
+            and the values' types.
     """
-    if len(values) == 1 and is_ndarray(values[0]):
-        return values[0].copy()
-    return functools.reduce(func, values)
+    if len(values) == 1:
+        check_operand(values[0], func, call)
+        return values[0].copy() if is_ndarray(values[0]) else values[0]
+    result = values[0]
+    for value in values[1:]:
+        try:
+            result = func(result, value)
+        except Exception as exc:
+            raise TypeError(_cannot_combine(call, func, result, value, exc)) from exc
+    return result
+
+
+def check_operand(value: Any, func: Callable[[Any, Any], Any], call: str) -> None:
+    """Checks that a named operation can combine ``value`` with a value like it.
+
+    A reduction over one process never calls ``func``; this applies it to
+    ``value`` twice (for arrays, to an empty slice of it, which costs
+    nothing), so ``reduce({}, op="sum")`` fails serially as it fails on two
+    processes. Callable operations are the caller's: they are not called.
+
+    Raises:
+        TypeError: The operation cannot combine such values.
+    """
+    if func not in _OP_FUNCS.values():
+        return
+    probe = value[:0] if is_ndarray(value) and value.ndim >= 1 else value
+    try:
+        func(probe, probe)
+    except Exception as exc:
+        raise TypeError(_cannot_combine(call, func, value, value, exc)) from exc
+
+
+def _cannot_combine(call: str, func: Callable[[Any, Any], Any], a: Any, b: Any, exc: Exception) -> str:
+    names = {operation: name for name, operation in _OP_FUNCS.items()}
+    op = repr(names[func]) if func in names else getattr(func, "__qualname__", repr(func))
+    return f"{call}(op={op}) cannot combine {type(a).__name__} and {type(b).__name__}: {type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------

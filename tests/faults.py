@@ -49,3 +49,25 @@ def failing_body(call, failing, when, parallelizer):
 def positions(nprocs):
     """Failing ranks to try: main, the first worker, the last worker."""
     return sorted({0, min(1, nprocs - 1), nprocs - 1})
+
+
+def cannot_finish(call, failing, when, nprocs):
+    """The ranks that can never return when ``failing`` fails ``before``/``between`` the calls.
+
+    They need something from the failing rank in the call it skips: every
+    rank in the all-to-all collectives, everyone but root when root fails a
+    broadcast or scatter, root (rank 0) in those whose results it collects,
+    the next rank in the ring of send/recv.
+    """
+    if when == "after":
+        return set()
+    everyone = set(range(nprocs))
+    if call in ("allgather", "allreduce", "barrier"):
+        return everyone
+    if call in ("broadcast", "scatter"):
+        return everyone if failing == 0 else {failing}
+    if call in ("gather", "reduce", "map"):
+        return {0, failing} if nprocs > 1 else {failing}
+    if call == "sendrecv":
+        return {failing, (failing + 1) % nprocs}
+    raise ValueError(call)

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from backends import mp_groups
-from faults import CALLS, WHEN, InjectedFault, failing_body, positions
+from faults import CALLS, WHEN, InjectedFault, cannot_finish, failing_body, positions
 
 from parallelizer import MultiprocessingParallelizer, RemoteError
 from parallelizer._mpi import runtime
@@ -78,5 +78,9 @@ def test_mpi_fault_aborts_the_job(size, call, failing, when):
     )
     assert result.returncode != 0
     assert f"[rank {failing}] faults.InjectedFault: rank {failing} fails {when} {call}" in result.stderr
-    if when != "after":  # after the last call the others may finish first: they must not report success
-        assert "<survived" not in result.stdout or result.stdout.count("<survived") < size
+    survivors = {
+        int(line.split()[2].rstrip(":")) for line in result.stdout.splitlines() if line.startswith("<survived")
+    }
+    assert failing not in survivors
+    # the ranks that needed the failing rank's part never report success (the job ended them)
+    assert not survivors & cannot_finish(call, failing, when, size), result.stdout

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parallelizer import semantics
+from parallelizer._core import checks
 
 
 @given(st.integers(0, 500), st.integers(1, 40))
@@ -101,16 +102,16 @@ def test_dynamic_chunks_cover_the_range_in_order(length, nprocs, chunksize):
 
 def test_checks_name_the_argument():
     with pytest.raises(ValueError, match=r"root must be in range\(0, 2\)"):
-        semantics.check_rank(2, 2, "root")
+        checks.check_rank(2, 2, "root")
     with pytest.raises(TypeError, match="dest must be an int, not bool"):
-        semantics.check_rank(True, 2, "dest")
+        checks.check_rank(True, 2, "dest")
     with pytest.raises(ValueError, match="nprocs must be greater than 0"):
-        semantics.check_nprocs(0)
+        checks.check_nprocs(0)
     with pytest.raises(TypeError, match="data must be a sequence"):
-        semantics.check_sequence({1, 2})
-    assert semantics.is_splittable(np.zeros((0, 3)))
-    assert not semantics.is_splittable(np.zeros(()))
-    assert semantics.check_rank(np.int64(1), 2, "root") == 1
+        checks.check_sequence({1, 2})
+    assert checks.is_splittable(np.zeros((0, 3)))
+    assert not checks.is_splittable(np.zeros(()))
+    assert checks.check_rank(np.int64(1), 2, "root") == 1
 
 
 def test_warm_pool_reuses_memory_its_arrays_no_longer_use():

@@ -4,6 +4,7 @@ Read top-down, after :mod:`parallelizer.base` and :mod:`parallelizer.semantics`:
 
 * :mod:`.transport`: the few calls a backend provides, as the engine sees them;
 * :mod:`.mapping`: ``map`` (static and dynamic schedules) over that transport;
+* :mod:`.checks`: argument checks, and refusals that every process raises;
 * :mod:`.mismatch`: collective-mismatch detection (``PARALLELIZER_DEBUG``);
 * :mod:`.selfmail`: messages a process sends to itself (one rule, every backend);
 * :mod:`.codec`, :mod:`.pickling`, :mod:`.memory`: objects as bytes and

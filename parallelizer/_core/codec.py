@@ -48,8 +48,12 @@ class Encoded:
 
 
 def is_plain_array(obj: Any) -> bool:
-    """True for a numpy array that travels as header plus raw data (no Python objects inside)."""
-    return semantics.is_ndarray(obj) and not obj.dtype.hasobject
+    """True for a numpy array that travels as header plus raw data.
+
+    A plain ``numpy.ndarray`` (subclasses travel as pickles, which keep their
+    type) of a dtype without Python objects.
+    """
+    return semantics.is_exact_ndarray(obj) and not obj.dtype.hasobject
 
 
 def encode(obj: Any, what: str, *, by_value: bool = True) -> Encoded:
@@ -111,8 +115,12 @@ def copy_buffers(encoded: Encoded) -> list[Any]:
     return copies
 
 
-def decode(flags: int, body: bytes | bytearray, buffers: list[Any], what: str) -> Any:
-    """The object that was encoded, from its body and received buffers."""
+def decode(flags: int, body: bytes | bytearray, buffers: list[Any], what: str, source: int | None = None) -> Any:
+    """The object that was encoded, from its body and received buffers.
+
+    Raises:
+        SerializationError: It cannot be unpickled here (its ``rank`` is ``source``).
+    """
     if flags & FLAG_ARRAY:
         return buffers[0] if buffers and buffers[0] is not None else allocate_array(body)
-    return pickling.loads(body, what, buffers=buffers)
+    return pickling.loads(body, what, buffers=buffers, source=source)

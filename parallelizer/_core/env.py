@@ -10,6 +10,8 @@ Ours share the ``PARALLELIZER`` prefix:
     ``1``/``true``/``yes``/``on`` turns on collective-mismatch detection.
 ``PARALLELIZER_START_METHOD``
     Default start method of the multiprocessing backend.
+``PARALLELIZER_TIMEOUT``
+    The longest a process waits in one call, in seconds (default: no limit).
 
 The others belong to MPI launchers and tell whether this process was started
 by ``mpiexec``/``srun`` and with how many ranks. :func:`usable_cpus` reads
@@ -23,6 +25,7 @@ import os
 BACKEND_VAR = "PARALLELIZER"
 DEBUG_VAR = "PARALLELIZER_DEBUG"
 START_METHOD_VAR = "PARALLELIZER_START_METHOD"
+TIMEOUT_VAR = "PARALLELIZER_TIMEOUT"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
@@ -60,6 +63,24 @@ def debug_enabled() -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"{DEBUG_VAR} must be one of 1/0, true/false, yes/no, on/off; got {value!r}")
+
+
+def timeout() -> float | None:
+    """The value of ``PARALLELIZER_TIMEOUT`` in seconds, or ``None`` when unset or empty.
+
+    Raises:
+        ValueError: The variable is not a positive number.
+    """
+    value = os.environ.get(TIMEOUT_VAR, "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{TIMEOUT_VAR} must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def start_method() -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import semantics
+from . import checks
 from . import progress as _progress
 from . import remote as _remote
 from .limits import MAP_POLL_INTERVAL, MAP_PREFETCH
@@ -71,8 +72,14 @@ def run_map(
     on_root = par.id == root
     bar = None
     if on_root:
-        semantics.check_sequence(data, "data")
-        bar = _progress.open_bar(len(data), progress)
+        refusal = checks.check_root_data(data, "data")
+        if refusal is None:
+            try:
+                bar = _progress.open_bar(len(data), progress)
+            except ImportError as exc:
+                refusal = checks.Refusal(exc)
+        if refusal is not None:
+            _refuse(par, refusal, root, schedule)
     try:
         if par.nprocs == 1 and not vectorized and bar is None and not capture:
             return list(map(func, data))  # one process: nothing to split or join
@@ -89,6 +96,19 @@ def run_map(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _refuse(par: Transport, refusal: checks.Refusal, root: int, schedule: str) -> None:
+    """Root found its arguments wrong: every process raises the error, the group stays in step."""
+    if par.nprocs > 1 and par._connected():
+        if schedule == "dynamic":
+            for rank in range(par.nprocs):
+                if rank != root:
+                    par._send(refusal, rank, CollTag.MAP_TASK, Space.COLL)
+            par._complete_sends()
+        else:
+            par._scatter(refusal, None, root)
+    refusal.raise_it()
 
 
 Compute = Callable[[Sequence[Any], "_progress.Bar | None"], Any]
@@ -142,6 +162,7 @@ def _static(
 ) -> Any:
     bounds = semantics.block_bounds(len(data), par.nprocs) if par.id == root else None
     block = par._scatter(data, bounds, root)
+    checks.refused(block)
     local = compute(block, bar)
     if not progress:
         parts = par._gather_list(local, root)
@@ -265,6 +286,7 @@ def _root_chunk(
 def _dynamic_worker(par: Transport, compute: Compute, root: int) -> None:
     while True:
         task = par._recv(root, CollTag.MAP_TASK, Space.COLL)
+        checks.refused(task)
         if task is None:
             par._complete_sends()
             return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import SerializationError
 
@@ -25,10 +25,35 @@ _dumps: Callable[..., bytes] | None = None
 def _cloudpickle_dumps() -> Callable[..., bytes]:
     global _dumps
     if _dumps is None:
+        import io
+        from collections import ChainMap
+
         import cloudpickle
 
-        _dumps = cloudpickle.dumps
+        class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+            dispatch_table: ClassVar[Any] = ChainMap(
+                {memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table
+            )
+
+        def dumps(obj: Any, protocol: int, buffer_callback: Callable[..., Any] | None = None) -> bytes:
+            with io.BytesIO() as file:
+                Pickler(file, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
+                return file.getvalue()
+
+        _dumps = dumps
     return _dumps
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    """Pickles a memoryview as a memoryview of the receiver's own copy (read-only stays read-only)."""
+    data = pickle.PickleBuffer(view) if view.contiguous else view.tobytes()
+    return (_rebuild_memoryview, (data, view.readonly, view.format, view.shape))
+
+
+def _rebuild_memoryview(data: Any, readonly: bool, format: str, shape: tuple[int, ...]) -> memoryview:
+    raw = memoryview(data).cast("B")
+    copy = memoryview(bytes(raw) if readonly else bytearray(raw))
+    return copy.cast(format, shape) if format != "B" or len(shape) != 1 else copy  # type: ignore[call-overload]
 
 
 def _describe(obj: object) -> str:
@@ -115,17 +140,26 @@ def collector(buffers: list[memoryview], min_size: int | None) -> Callable[[pick
     return out_of_band
 
 
-def loads(data: bytes | bytearray | memoryview, what: str, buffers: Iterable[Any] | None = None) -> Any:
+def loads(
+    data: bytes | bytearray | memoryview, what: str, buffers: Iterable[Any] | None = None, source: int | None = None
+) -> Any:
     """Unpickles ``data`` (with its out-of-band ``buffers``).
+
+    Args:
+        data: The pickle stream.
+        what: What it is, for the error message.
+        buffers: Its out-of-band buffers.
+        source: The rank that sent it, if it came from another process.
 
     Raises:
         SerializationError: The stream cannot be unpickled here (e.g. it
-            names a module this process cannot import); says what failed.
+            names a module this process cannot import); says what failed,
+            and its ``rank`` is ``source``.
     """
     try:
         return pickle.loads(data, buffers=buffers)
     except Exception as exc:
-        raise SerializationError(f"cannot unpickle {what}: {type(exc).__name__}: {exc}") from exc
+        raise SerializationError(f"cannot unpickle {what}: {type(exc).__name__}: {exc}", source) from exc
 
 
 # Types whose pickles never need cloudpickle (and are the most frequent small

@@ -4,38 +4,84 @@
 formatted traceback, and the exception itself pickled when that round-trips);
 :func:`rebuild` turns that data into a :class:`RemoteError` on the receiving
 side, with the original exception as ``__cause__`` when it can be unpickled.
+
+Reporting must never fail: an exception whose ``str()`` raises is described
+by its type and ``repr`` (or its type alone), and one whose unpickling
+raises, even ``KeyboardInterrupt``, arrives without its ``__cause__``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import traceback
+from types import TracebackType
 from typing import Any
 
 from ..errors import RemoteError
 from . import pickling
 
 
-def report(exc: BaseException) -> dict[str, Any]:
-    """What another process needs to raise a :class:`RemoteError` for ``exc``."""
-    import traceback
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or a description that does not call it when it raises.
 
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    pickled: bytes | None
+    Example:
+        >>> class Broken(Exception):
+        ...     def __str__(self):
+        ...         raise RuntimeError("no")
+        >>> describe(ValueError("bad")), describe(Broken(1))
+        ('bad', '<Broken(1): str() raised RuntimeError>')
+    """
+    try:
+        return str(exc)
+    except BaseException as failure:
+        try:
+            shown = repr(exc)
+        except BaseException:
+            shown = type(exc).__name__
+        return f"<{shown}: str() raised {type(failure).__name__}>"
+
+
+def format_traceback(exc: BaseException, tb: TracebackType | None = None) -> str:
+    """The traceback of ``exc`` as text (from frame ``tb`` on, if given); never raises."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    except BaseException:  # a broken __str__ deep in a chain, a broken traceback
+        return f"{type(exc).__name__}: {describe(exc)}\n"
+
+
+def _round_trips(exc: BaseException) -> bytes | None:
+    """``exc`` pickled, if it also unpickles here (so it likely will elsewhere)."""
     try:
         pickled = pickling.dumps(exc, "the exception")
-        pickling.loads(pickled, "the exception")  # must rebuild on the other side too
-    except Exception:
-        pickled = None
+        pickling.loads(pickled, "the exception")
+    except BaseException:  # unpicklable, or raising anything (even KeyboardInterrupt) when rebuilt
+        return None
+    return pickled
+
+
+def type_name(exc: BaseException) -> str:
+    """``ValueError``, or ``package.module.Error`` for exceptions outside builtins and ``__main__``."""
     kind = type(exc)
     qualified = kind.__module__ not in ("builtins", "__main__")
-    name = f"{kind.__module__}.{kind.__qualname__}" if qualified else kind.__qualname__
-    return {"exc_type": name, "message": str(exc), "traceback": text, "exception": pickled}
+    return f"{kind.__module__}.{kind.__qualname__}" if qualified else kind.__qualname__
+
+
+def report(exc: BaseException) -> dict[str, Any]:
+    """What another process needs to raise a :class:`RemoteError` for ``exc``; never raises."""
+    return {
+        "exc_type": type_name(exc),
+        "message": describe(exc),
+        "traceback": format_traceback(exc),
+        "exception": _round_trips(exc),
+    }
 
 
 def rebuild(rank: int, info: dict[str, Any]) -> RemoteError:
     """The :class:`RemoteError` for a :func:`report` made on ``rank``."""
     error = RemoteError(rank, info["exc_type"], info["message"], info["traceback"])
-    if info.get("exception") is not None:
-        with contextlib.suppress(Exception):
-            error.__cause__ = pickling.loads(info["exception"], "the remote exception")
+    pickled = info.get("exception")
+    if pickled is not None:
+        try:
+            error.__cause__ = pickling.loads(pickled, "the remote exception")
+        except BaseException:  # whatever unpickling raises here, the report itself arrives
+            error.__cause__ = None
     return error

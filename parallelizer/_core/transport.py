@@ -22,11 +22,12 @@ native collectives overrides them.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import semantics
-from . import mismatch
+from ..errors import SerializationError
+from . import checks, mismatch
 from .selfmail import SelfMailbox
 from .tags import CollTag, Space
 
@@ -72,6 +73,10 @@ class Transport(abc.ABC):
         Returns:
             ``(source, obj)``; ``None`` if ``block`` is False and nothing has arrived.
         """
+
+    def _connected(self) -> bool:
+        """True where collectives can run now (not on main outside ``run``, on some backends)."""
+        return True
 
     def _complete_sends(self) -> None:
         """Waits until every ``_send`` has left (for transports that send without waiting)."""
@@ -131,18 +136,22 @@ class Transport(abc.ABC):
         return self._recv(root, CollTag.BCAST, Space.COLL)
 
     def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
+        """This process's block; on root ``bounds`` is ``None`` when ``data`` is a :class:`Refusal`."""
         if self.id == root:
-            assert bounds is not None
+            refusal = bounds is None
             for rank in self._others(root):
-                self._send(semantics.take_block(data, *bounds[rank]), rank, CollTag.SCATTER, Space.COLL)
-            return semantics.root_block(data, *bounds[root])
+                block = data if refusal else semantics.take_block(data, *bounds[rank])  # type: ignore[index]
+                self._send(block, rank, CollTag.SCATTER, Space.COLL)
+            return data if refusal else semantics.root_block(data, *bounds[root])  # type: ignore[index]
         return self._recv(root, CollTag.SCATTER, Space.COLL)
 
     def _gather_list(self, obj: Any, root: int) -> list[Any] | None:
         if self.id != root:
             self._send(obj, root, CollTag.GATHER, Space.COLL)
             return None
-        return [obj if rank == root else self._recv(rank, CollTag.GATHER, Space.COLL) for rank in range(self.nprocs)]
+        return receive_all(
+            range(self.nprocs), lambda rank: obj if rank == root else self._recv(rank, CollTag.GATHER, Space.COLL)
+        )
 
     def _gather(self, obj: Any, root: int) -> Any:
         parts = self._gather_list(obj, root)
@@ -153,10 +162,28 @@ class Transport(abc.ABC):
 
     def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
         parts = self._gather_list(obj, root)
-        return None if parts is None else semantics.fold(parts, func)
+        return None if parts is None else semantics.fold(parts, func, "reduce")
 
     def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
-        return self._bcast(self._reduce(obj, op, func, 0), 0)
+        parts = self._gather_list(obj, 0)
+        return self._bcast_outcome(lambda: semantics.fold(parts, func, "allreduce") if parts is not None else None)
+
+    def _bcast_outcome(self, compute: Callable[[], Any]) -> Any:
+        """Rank 0 computes a result and broadcasts it; if it raises, every process raises it.
+
+        An error only rank 0 meets (say, values a reduction cannot combine)
+        travels as a :class:`~parallelizer.checks.Refusal` in place of the
+        result, so the others never wait for a result that will not come.
+        """
+        outcome: Any = None
+        if self.id == 0:
+            try:
+                outcome = compute()
+            except (TypeError, ValueError) as exc:
+                outcome = checks.Refusal(exc)
+        outcome = self._bcast(outcome, 0)
+        checks.refused(outcome)
+        return outcome
 
     def _barrier(self) -> None:
         self._gather_list(None, 0)
@@ -183,3 +210,26 @@ class Transport(abc.ABC):
         for rank in range(1, self.nprocs):
             self._send(collected, rank, CollTag.DEBUG, Space.COLL)
         return collected
+
+
+def receive_all(ranks: Iterable[int], receive: Callable[[int], Any]) -> list[Any]:
+    """``receive(rank)`` for every rank, even after one fails to unpickle; then raises.
+
+    A message that cannot be unpickled has still been taken, so going on
+    with the others (and only then raising the first such error) leaves
+    every process in step.
+
+    Raises:
+        SerializationError: The first message that could not be unpickled.
+    """
+    values: list[Any] = []
+    error: SerializationError | None = None
+    for rank in ranks:
+        try:
+            values.append(receive(rank))
+        except SerializationError as exc:
+            error = error or exc
+            values.append(None)
+    if error is not None:
+        raise error
+    return values

@@ -127,5 +127,9 @@ class Incoming:
         return self.is_array and not array_header(self.frame.body)[2]
 
     def value(self, what: str) -> Any:
-        """The object that was sent (its buffers must be in place)."""
-        return decode(self.frame.flags, self.frame.body, self.frame.inline, what)
+        """The object that was sent (its buffers must be in place).
+
+        Raises:
+            SerializationError: It cannot be unpickled here (``rank``: the sender).
+        """
+        return decode(self.frame.flags, self.frame.body, self.frame.inline, what, self.source)

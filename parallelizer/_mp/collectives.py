@@ -18,6 +18,7 @@ from .._core import memory
 from .._core.codec import raw_bytes
 from .._core.limits import PARALLEL_COPY_MIN
 from .._core.tags import CollTag
+from .._core.transport import receive_all
 from . import wire
 from .channel import Incoming
 from .endpoint import Endpoint
@@ -38,7 +39,10 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
     """``scatter`` over ``endpoint``."""
     if endpoint.rank != root:
         return endpoint.recv(root, wire.Kind.COLL, CollTag.SCATTER, "scatter")
-    assert bounds is not None
+    if bounds is None:  # refused: every other process gets the refusal instead of a block
+        others = [rank for rank in range(endpoint.nprocs) if rank != root]
+        endpoint.wait_sent(endpoint.post(data, others, wire.Kind.COLL, CollTag.SCATTER, "a refusal"))
+        return data
     pending = [
         endpoint.post(
             semantics.take_block(data, *bounds[rank]),
@@ -71,7 +75,9 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
     ]
     plan = semantics.concat_plan(metas)
     if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
-        parts = [obj if rank == root else _value(endpoint, incoming[rank]) for rank in range(endpoint.nprocs)]
+        parts = receive_all(
+            range(endpoint.nprocs), lambda rank: obj if rank == root else _value(endpoint, incoming[rank])
+        )
         return semantics.join_gathered(parts)
     import numpy
 

@@ -25,7 +25,9 @@ busy-waits: ``poll`` blocks until something happens.
 from __future__ import annotations
 
 import itertools
+import math
 import socket
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -63,6 +65,7 @@ class Endpoint:
         self.rendezvous = Rendezvous(pids, self.loop, protocol)
         self._tokens = itertools.count(1)
         self._threads: ThreadPoolExecutor | None = None
+        self.timeout: float | None = None  # the longest one wait may take (seconds)
 
     @property
     def epoch(self) -> int:
@@ -142,7 +145,12 @@ class Endpoint:
             # Eager receivers pull even when idle, so only a lazy message can
             # wait for a receiver that will never take it.
             waiting_on = set(pending.deliveries) if pending.lazy else None
-            self.wait(lambda p=pending: self.rendezvous.done(p), waiting_on, "send")  # type: ignore[misc]
+            self.wait(
+                lambda p=pending: self.rendezvous.done(p),  # type: ignore[misc]
+                waiting_on,
+                "send",
+                lambda p=pending: self.rendezvous.undelivered(p),  # type: ignore[misc]
+            )
             self.rendezvous.forget(pending)
 
     def send(self, obj: Any, dest: int, kind: int, tag: int, what: str) -> None:
@@ -204,7 +212,13 @@ class Endpoint:
 
     # ------------------------------------------------------------------ waiting
 
-    def wait(self, ready: Callable[[], bool], waiting_on: Collection[int] | None, what: str) -> None:
+    def wait(
+        self,
+        ready: Callable[[], bool],
+        waiting_on: Collection[int] | None,
+        what: str,
+        who: Callable[[], Collection[int]] | None = None,
+    ) -> None:
         """Handles whatever arrives until ``ready()``; raises when it can never be.
 
         Args:
@@ -212,10 +226,33 @@ class Endpoint:
             waiting_on: The ranks whose messages it waits for (``None``: no
                 one in particular), for deadlock detection.
             what: The waiting call, for error messages.
+            who: The ranks still waited for, for the timeout's message
+                (default: ``waiting_on``, else every other rank).
+
+        Raises:
+            TimeoutError: It waited longer than :attr:`timeout`.
         """
+        if ready():
+            return
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while not ready():
             self.protocol.check(waiting_on, what)
-            self.loop.pump(block=True)
+            if deadline is None:
+                self.loop.pump(block=True)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._timed_out(what, who() if who is not None else waiting_on)
+            self.loop.pump(block=True, timeout_ms=max(1, math.ceil(remaining * 1000)))
+
+    def _timed_out(self, what: str, ranks: Collection[int] | None) -> TimeoutError:
+        if not ranks:
+            ranks = [rank for rank in range(self.nprocs) if rank != self.rank]
+        names = ", ".join(str(rank) for rank in sorted(ranks))
+        return TimeoutError(
+            f"rank {self.rank} waited more than {self.timeout:g} s in {what} for rank(s) {names} "
+            "(the timeout= of the parallelizer, or PARALLELIZER_TIMEOUT)"
+        )
 
     def poll(self) -> None:
         """Handles whatever has arrived, without waiting."""

@@ -57,7 +57,19 @@ def _stop_all_at_exit() -> None:
         group.stop(None)
 
 
+def _disown_in_child() -> None:
+    """In a process forked from main (a library's helper), the groups are main's, not ours.
+
+    The child lets go of its copy of every lifeline, so the workers still
+    die with main even if the child lives on; every later call on a group
+    (stop at exit, abort while unwinding) then leaves the workers alone.
+    """
+    for group in list(_live_groups):
+        group.disown()
+
+
 atexit.register(_stop_all_at_exit)
+os.register_at_fork(after_in_child=_disown_in_child)
 
 
 class Group:
@@ -66,16 +78,15 @@ class Group:
     Args:
         nprocs: The size of the group, main included.
         start_method: ``"spawn"`` or ``"fork"``.
-        token: The parallelizer's identity, sent to the workers.
-        debug: Debug mode, sent to the workers.
+        settings: The parallelizer's ``token`` (identity), ``debug`` and
+            ``timeout``, sent to the workers.
         make_view: How a forked worker builds its parallelizer.
     """
 
-    def __init__(self, nprocs: int, start_method: str, token: str, debug: bool, make_view: ViewFactory) -> None:
+    def __init__(self, nprocs: int, start_method: str, settings: dict[str, Any], make_view: ViewFactory) -> None:
         self.nprocs = nprocs
-        self.debug = debug
+        self.settings = settings
         self.start_method = start_method
-        self.token = token
         self.make_view = make_view
         self.epoch = 0
         self.running = False
@@ -84,29 +95,46 @@ class Group:
         self.protocol = MainProtocol()
         self.workers: list[launch.WorkerProcess] = []
         self._lifeline: int | None = None
+        self._owner = os.getpid()  # only the process that started the group may act on it
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Starts the workers (asynchronously) and sends them their set-up."""
+        self._owner = os.getpid()
         self.protocol = MainProtocol()
         if self.nprocs == 1:
             self.endpoint = Endpoint(0, 1, {}, {0: os.getpid()}, self.protocol)
+            self.endpoint.timeout = self.settings["timeout"]
             return
         launched = launch.launch(self.nprocs, self.start_method, self.make_view)
         self.workers = launched.workers
         self._lifeline = launched.lifeline
         pids = {0: os.getpid(), **{worker.rank: worker.pid for worker in self.workers}}
         endpoint = Endpoint(0, self.nprocs, launched.sockets, pids, self.protocol)
+        endpoint.timeout = self.settings["timeout"]
         for worker in self.workers:
             if worker.sentinel is not None:
                 endpoint.loop.add_sentinel(worker.sentinel, worker.rank)
         self.protocol.exit_status = self._exit_status
         self.endpoint = endpoint
-        setup = {"pids": pids, "sys_path": list(sys.path), "token": self.token, "debug": self.debug}
+        setup = {"pids": pids, "sys_path": list(sys.path), **self.settings}
         endpoint.post(setup, self.worker_ranks, wire.Kind.SETUP, 0, "the set-up of the workers")
         self.broken = False
         _live_groups.add(self)
+
+    def owned(self) -> bool:
+        """False in a process forked from the one that started the group."""
+        return os.getpid() == self._owner
+
+    def disown(self) -> None:
+        """Forgets the group without touching its workers (in a forked child)."""
+        _live_groups.discard(self)
+        if self._lifeline is not None and not self.owned():
+            os.close(self._lifeline)
+        self._lifeline = None
+        self.endpoint = None
+        self.workers = []
 
     @property
     def worker_ranks(self) -> list[int]:
@@ -118,6 +146,9 @@ class Group:
 
         After Ctrl-C (``exc`` is a KeyboardInterrupt) nobody waits politely.
         """
+        if not self.owned():
+            self.disown()
+            return
         _live_groups.discard(self)
         endpoint = self.endpoint
         if endpoint is None:
@@ -158,6 +189,11 @@ class Group:
 
     def run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], view: object) -> Any:
         """One epoch: ``func`` on every process; returns main's result."""
+        if not self.owned():
+            raise RuntimeError(
+                f"this MultiprocessingParallelizer's workers belong to process {self._owner}; "
+                f"process {os.getpid()} (forked from it) cannot run on them"
+            )
         if self.broken:
             self.stop(None)
             self.start()
@@ -180,13 +216,17 @@ class Group:
         self.running = True
         try:
             result = func(*args, parallelizer=view, **kwargs)
+            if not self.owned():  # a child forked inside func returned through run: not ours to finish
+                return result
             for rank in self.worker_ranks:
                 endpoint.control(rank, wire.Kind.FINISHED)
             endpoint.wait_sent(sent)
             finished = self.protocol.finished
-            endpoint.wait(
-                lambda: all(finished.get(rank) == self.epoch for rank in self.worker_ranks), None, "the end of run"
-            )
+
+            def running() -> list[int]:
+                return [rank for rank in self.worker_ranks if finished.get(rank) != self.epoch]
+
+            endpoint.wait(lambda: not running(), None, "the end of run (workers still in func)", running)
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -197,8 +237,9 @@ class Group:
     def _abort(self, exc: BaseException) -> None:
         """Tells the workers to give up this epoch (or kills them, if we must)."""
         endpoint = self.endpoint
-        assert endpoint is not None
-        if self.protocol.dead or isinstance(exc, (WorkerTerminatedError, KeyboardInterrupt, SystemExit)):
-            self.broken = True
+        if endpoint is None or not self.owned():  # a forked child unwinding: the run is main's
+            return
+        if self.protocol.dead or isinstance(exc, (WorkerTerminatedError, TimeoutError, KeyboardInterrupt, SystemExit)):
+            self.broken = True  # a dead or stuck worker: the next run starts a fresh group
         for rank in self.worker_ranks:
             endpoint.control(rank, wire.Kind.ABORT)

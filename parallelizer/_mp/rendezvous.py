@@ -101,12 +101,17 @@ class Rendezvous:
 
     def done(self, pending: PendingSend) -> bool:
         """True when every live receiver of ``pending`` has what it was sent."""
-        for dest, delivery in pending.deliveries.items():
-            if not self.loop.is_open(dest) or dest in self.protocol.dead:
-                continue
-            if delivery.ack_due or self.loop.sent(dest) < delivery.end:
-                return False
-        return True
+        return not self.undelivered(pending)
+
+    def undelivered(self, pending: PendingSend) -> list[int]:
+        """The live receivers of ``pending`` that do not have all of it yet."""
+        return [
+            dest
+            for dest, delivery in pending.deliveries.items()
+            if self.loop.is_open(dest)
+            and dest not in self.protocol.dead
+            and (delivery.ack_due or self.loop.sent(dest) < delivery.end)
+        ]
 
     def on_ack(self, source: int, token: int) -> None:
         """``source`` pulled the buffers of our frame ``token``."""

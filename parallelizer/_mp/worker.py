@@ -41,8 +41,11 @@ class View(Protocol):
     def _begin_run(self) -> None: ...
 
 
-ViewFactory = Callable[[str, int, int, Endpoint, bool], View]
-"""``make_view(token, rank, nprocs, endpoint, debug)``: the parallelizer a worker's ``func`` gets."""
+ViewFactory = Callable[[dict[str, Any], int, int, Endpoint], View]
+"""``make_view(setup, rank, nprocs, endpoint)``: the parallelizer a worker's ``func`` gets.
+
+``setup`` is what main sent: the group's ``token`` and its ``debug`` and
+``timeout`` settings (and ``pids``, ``sys_path``)."""
 
 
 def spawn_argv(rank: int, nprocs: int, parent: int, lifeline: int, deathsig: bool, fds: dict[int, int]) -> list[str]:
@@ -104,7 +107,8 @@ def serve(
         if command.frame.kind == wire.Kind.SETUP:
             setup = command.value("the set-up sent by main")  # pids: already taken by the endpoint
             sys.path[:] = setup["sys_path"]
-            view = make_view(setup["token"], rank, nprocs, endpoint, setup["debug"])
+            endpoint.timeout = setup["timeout"]
+            view = make_view(setup, rank, nprocs, endpoint)
             continue
         assert view is not None, "RUN before SETUP"
         _run_one(endpoint, protocol, view, command)

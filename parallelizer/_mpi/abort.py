@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import sys
 import time
-import traceback
+from types import TracebackType
 from typing import NoReturn
 
+from .._core import remote
 from .._core.limits import ABORT_REPORT_GRACE
-from . import runtime
+from . import leftovers, runtime
+
+_CLI_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cli.py")
 
 ABORT_STATUS = 1
 
 
 def report(exc: BaseException, rank: int | None) -> None:
-    """Writes ``exc``'s traceback to stderr, each line prefixed with the rank."""
+    """Writes ``exc``'s traceback to stderr, each line prefixed with the rank.
+
+    The frames of the machinery that ran the user's code (``runpy``,
+    ``python -m parallelizer``) are left out: the traceback starts where the
+    user's script does.
+    """
     prefix = f"[rank {rank}] " if rank is not None else ""
-    lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
+    lines = remote.format_traceback(exc, _first_user_frame(exc.__traceback__)).splitlines()
     text = "\n".join(prefix + line for line in lines) + "\n"
     with contextlib.suppress(Exception):
         sys.stdout.flush()
@@ -35,6 +44,17 @@ def report(exc: BaseException, rank: int | None) -> None:
     with contextlib.suppress(Exception):
         stream.write(text)
         stream.flush()
+
+
+def _first_user_frame(tb: TracebackType | None) -> TracebackType | None:
+    first = tb
+    while first is not None and _is_launcher_frame(first.tb_frame.f_code.co_filename):
+        first = first.tb_next
+    return first or tb
+
+
+def _is_launcher_frame(filename: str) -> bool:
+    return filename in ("<frozen runpy>", runpy.__file__, _CLI_FILE)
 
 
 def exit_status(exc: BaseException) -> int:
@@ -59,6 +79,7 @@ def abort(exc: BaseException, rank: int | None = None) -> NoReturn:
     # The launcher forwards our stderr asynchronously; MPI_Abort makes it kill
     # the job at once. A moment's grace lets the report reach the terminal.
     time.sleep(ABORT_REPORT_GRACE)
+    leftovers.remove()  # what MPI_Finalize would have removed: this job's shared memory
     with contextlib.suppress(Exception):
         runtime.load().COMM_WORLD.Abort(status)
     # MPI_Abort may return in the calling process (MPICH does, after telling

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import semantics
+from .._core import checks
 from .._core import codec as _codec
 from .._core import memory as _memory
 from .._core.tags import CollTag
+from .._core.transport import receive_all
 from . import messages
 from .runtime import load as _mpi
 from .slots import ARRAY, INLINE, Slot, SlotExchange
@@ -66,8 +68,10 @@ class Collectives:
         """``scatter``: arrays with ``Scatterv``, other sequences as object messages."""
         MPI = _mpi()
         if self.rank == root:
-            assert bounds is not None
-            if semantics.is_ndarray(data) and not data.dtype.hasobject:
+            if bounds is None:  # refused: the header tells every other process
+                self.bcast(data, root)
+                return data
+            if _codec.is_plain_array(data):
                 self.bcast(("array", data.dtype, data.shape[1:], len(data)), root)
                 row = data.dtype.itemsize * _rows(data.shape[1:])
                 counts = [(stop - start) * row for start, stop in bounds]
@@ -93,6 +97,7 @@ class Collectives:
                     )
             return semantics.root_block(data, *bounds[root])
         header = self.bcast(None, root)
+        checks.refused(header)
         if header[0] == "objects":
             return messages.recv_obj(self.comm, root, CollTag.SCATTER, "scatter")[1]
         _, dtype, trailing, length = header
@@ -117,14 +122,17 @@ class Collectives:
             if slots[self.rank].kind != INLINE:
                 messages.send_obj(self.comm, obj, root, CollTag.GATHER, "the object gathered")
             return None
-        return [
-            obj
-            if rank == root
-            else slot.value
-            if slot.kind == INLINE
-            else messages.recv_obj(self.comm, rank, CollTag.GATHER, "gather")[1]
-            for rank, slot in enumerate(slots)
-        ]
+
+        def part(rank: int) -> Any:
+            if rank == root:
+                return obj
+            slot = slots[rank]
+            return slot.value if slot.kind == INLINE else self._recv_part(rank)
+
+        return receive_all(range(self.size), part)
+
+    def _recv_part(self, rank: int) -> Any:
+        return messages.recv_obj(self.comm, rank, CollTag.GATHER, "gather")[1]
 
     def gather(self, obj: Any, root: int) -> Any:
         """``gather``: concatenated arrays with ``Gatherv``, else a list."""
@@ -178,19 +186,29 @@ class Collectives:
 
     def reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int | None) -> Any:
         """``reduce`` to ``root``, or ``allreduce`` when ``root`` is None."""
+        call = "allreduce" if root is None else "reduce"
         slots = self.slots.exchange(obj)
         if all(slot.kind == INLINE for slot in slots):
             if root is not None and self.rank != root:
                 return None
             values = [obj if rank == self.rank else slot.value for rank, slot in enumerate(slots)]
-            return semantics.fold(values, func)
+            return semantics.fold(values, func, call)  # the same values everywhere: all raise alike
         native = _native_op(op, slots)
         if native is not None:
             return self._reduce_native(obj, native, slots[0].value, root)
-        target = 0 if root is None else root
-        parts = self.gather_list(obj, target, slots)
-        result = None if parts is None else semantics.fold(parts, func)
-        return result if root is not None else self.bcast(result, 0)
+        if root is not None:
+            parts = self.gather_list(obj, root, slots)
+            return None if parts is None else semantics.fold(parts, func, call)
+        parts = self.gather_list(obj, 0, slots)
+        outcome: Any = None
+        if parts is not None:
+            try:
+                outcome = semantics.fold(parts, func, call)
+            except TypeError as exc:  # only rank 0 knows: everyone raises it
+                outcome = checks.Refusal(exc)
+        outcome = self.bcast(outcome, 0)
+        checks.refused(outcome)
+        return outcome
 
     def _reduce_native(self, obj: Any, op_name: str, meta: semantics.ArrayMeta, root: int | None) -> Any:
         import numpy

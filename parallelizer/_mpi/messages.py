@@ -147,6 +147,11 @@ def try_recv_obj(comm: Any, source: int, tag: int, what: str) -> tuple[int, Any]
     return _recv_matched(comm, message, status, tag, what)
 
 
+def recv_probed(comm: Any, message: Any, status: Any, tag: int, what: str) -> tuple[int, Any]:
+    """Receives the object whose first message a probe matched (see :func:`recv_obj`)."""
+    return _recv_matched(comm, message, status, tag, what)
+
+
 def _recv_matched(comm: Any, message: Any, status: Any, tag: int, what: str) -> tuple[int, Any]:
     MPI = _mpi()
     source = status.Get_source()
@@ -163,7 +168,7 @@ def _recv_matched(comm: Any, message: Any, status: Any, tag: int, what: str) -> 
     buffers = _allocate(flags, body, sizes)
     for buffer in buffers:
         recv_bytes(comm, _codec.raw_bytes(buffer), source, tag)
-    return source, _codec.decode(flags, body, buffers, f"the message from rank {source} ({what})")
+    return source, _codec.decode(flags, body, buffers, f"the message from rank {source} ({what})", source)
 
 
 # ---------------------------------------------------------------------- broadcast
@@ -198,7 +203,7 @@ class Broadcaster:
             try:
                 return pickle.loads(body)
             except Exception:
-                return _codec.decode(flags, bytes(body), [], f"the object broadcast from rank {root}")
+                return _codec.decode(flags, bytes(body), [], f"the object broadcast from rank {root}", root)
         return self._receive_rest(flags, layout, nbufs, body_len, root)
 
     def _send(self, obj: Any, root: int, what: str) -> None:
@@ -244,4 +249,4 @@ class Broadcaster:
         buffers = _allocate(flags, body, sizes_list)
         for buffer in buffers:
             bcast_bytes(self.comm, _codec.raw_bytes(buffer), root)
-        return _codec.decode(flags, body, buffers, f"the object broadcast from rank {root}")
+        return _codec.decode(flags, body, buffers, f"the object broadcast from rank {root}", root)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from backends import spmd
 
 BAD_RANKS = [(-1, ValueError), (99, ValueError), (1.5, TypeError), ("0", TypeError), (True, TypeError)]
 
@@ -47,14 +48,72 @@ def test_bad_op(par, op, error):
         par.allreduce(1, op=op)
 
 
-@pytest.mark.parametrize("data", [{"a": 1}, 5, None, "text", b"bytes", np.float64(3.0), np.array(3), (x for x in [1])])
-def test_scatter_and_map_need_a_sequence_on_root(par, data):
+BAD_DATA = {
+    "dict": lambda: {"a": 1},
+    "int": lambda: 5,
+    "None": lambda: None,
+    "str": lambda: "text",
+    "bytes": lambda: b"bytes",
+    "numpy scalar": lambda: np.float64(3.0),
+    "0-d array": lambda: np.array(3),
+    "generator": lambda: (x for x in [1]),
+}
+
+
+def _bad_data_body(call, kind, parallelizer):
+    """Root passes bad data; every process must raise, and the group stay in step."""
+    mine = BAD_DATA[kind]() if parallelizer.on_main else None
+    calls = {
+        "scatter": lambda: parallelizer.scatter(mine),
+        "map": lambda: parallelizer.map(abs, mine),
+        "dynamic map": lambda: parallelizer.map(abs, mine, schedule="dynamic"),
+    }
+    with pytest.raises(TypeError, match="data must be a sequence"):
+        calls[call]()
+    return parallelizer.allgather(parallelizer.id)  # the next collective works
+
+
+@pytest.mark.parametrize("call", ["scatter", "map", "dynamic map"])
+@pytest.mark.parametrize("kind", BAD_DATA)
+def test_bad_data_on_root_raises_on_every_process(par, call, kind):
+    assert spmd(par, _bad_data_body, call, kind) == list(range(par.nprocs))
+
+
+def _progress_without_tqdm_body(parallelizer):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError("No module named 'tqdm'")
+        return real_import(name, *args, **kwargs)
+
+    builtins.__import__ = no_tqdm  # only main shows a bar, so only main would fail
+    try:
+        with pytest.raises(ImportError, match="tqdm"):
+            parallelizer.map(abs, [1, 2, 3] if parallelizer.on_main else None, progress=True)
+    finally:
+        builtins.__import__ = real_import
+    return parallelizer.allgather(parallelizer.id)
+
+
+def test_missing_progress_bar_raises_on_every_process(par):
+    assert spmd(par, _progress_without_tqdm_body) == list(range(par.nprocs))
+
+
+@pytest.mark.parametrize("kind", ["dict", "int", "generator"])
+def test_bad_data_outside_run_names_data(par, kind):
     if not par.on_main:
-        return  # only root checks its data; the others never see it
+        pytest.skip("under MPI every rank calls the collective: see test_bad_data_on_root_raises_on_every_process")
+    from parallelizer import MPIParallelizer
+
+    if isinstance(par, MPIParallelizer):
+        pytest.skip("under MPI there is no outside of run: see test_bad_data_on_root_raises_on_every_process")
     with pytest.raises(TypeError, match="data"):
-        par.scatter(data)
+        par.scatter(BAD_DATA[kind]())
     with pytest.raises(TypeError, match="data"):
-        par.map(abs, data)
+        par.map(abs, BAD_DATA[kind]())
 
 
 def test_bad_map_arguments(par):

@@ -55,7 +55,7 @@ def _different_roots(parallelizer):
 )
 def test_mismatch_is_detected_and_named(par, checked, body, expected):
     if par.nprocs == 1:
-        return  # one process cannot disagree with itself (checked by test_debug_mode_changes_no_result)
+        pytest.skip("one process cannot disagree with itself (test_debug_mode_changes_no_result covers it)")
     with pytest.raises(CollectiveMismatchError, match=expected):
         spmd(checked, body)
     assert spmd(checked, _healthy)[0] == sum(range(par.nprocs))  # usable afterwards

@@ -110,7 +110,14 @@ def _print_body(parallelizer):
 
 
 def test_print(par, capfd):
+    from parallelizer import MPIParallelizer
+
     assert par.run(_print_body)
-    if par.on_main and par.nprocs == 1:
-        out = capfd.readouterr().out
-        assert out == "from main\nfrom all\n"
+    lines = capfd.readouterr().out.splitlines()
+    n = par.nprocs
+    mine = ["from main", "from all"] if par.on_main else [f"[{par.id}/{n}] from all", f"[{par.id}/{n}] from workers"]
+    if isinstance(par, MPIParallelizer):  # every rank writes its own lines to its own stdout
+        assert lines == mine
+    else:  # workers' lines are printed by main, in the order they arrive
+        workers = [f"[{rank}/{n}] from {where}" for rank in range(1, n) for where in ("all", "workers")]
+        assert lines[:2] == mine and sorted(lines[2:]) == sorted(workers)

@@ -10,5 +10,6 @@ from faults import failing_body
 from parallelizer import MPIParallelizer
 
 call, failing, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-result = MPIParallelizer().run(failing_body, call, failing, when)
-print(f"<survived {result}>", flush=True)
+par = MPIParallelizer()
+result = par.run(failing_body, call, failing, when)
+print(f"<survived rank {par.id}: {result}>", flush=True)

@@ -1,0 +1,295 @@
+"""The collectives and point-to-point calls of the contract, with their argument checks.
+
+:class:`Collectives` is the communicating half of
+:class:`~parallelizer.Parallelizer`: each public call checks its arguments
+(raising on every process when only root can tell, see
+:mod:`parallelizer._core.checks`), checks in debug mode that every process
+makes the same call, refuses a second thread (:func:`~parallelizer._core.calls.exclusive`),
+and hands over to the collective primitives of the transport
+(:class:`~parallelizer._core.transport.Transport`), which backends override
+with faster native versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import semantics
+from ._core import checks, mapping
+from ._core.calls import Watchdog, exclusive
+from ._core.tags import Space
+from ._core.transport import Transport
+
+__all__ = ["Collectives"]
+
+
+class Collectives(Transport):
+    """The communicating calls of :class:`~parallelizer.Parallelizer`.
+
+    ``broadcast``, ``scatter``, ``gather``, ``allgather``, ``reduce``,
+    ``allreduce``, ``barrier``/``wait``, ``map``, ``send`` and ``recv``.
+    """
+
+    # set by Parallelizer.__init__
+    _debug: bool
+    _caller_lock: Any
+    _caller: str | None
+    _watchdog: Watchdog | None
+
+    # ------------------------------------------------------------------
+    # collectives: the public contract
+
+    @exclusive
+    def broadcast(self, obj: Any, root: int = 0) -> Any:
+        """Returns root's ``obj`` on every process.
+
+        Args:
+            obj: The object to send (on root); ignored elsewhere.
+            root: The rank whose object is broadcast.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().broadcast({"step": 1})
+            {'step': 1}
+        """
+        root = checks.check_rank(root, self.nprocs, "root")
+        if self._debug:
+            self._check_collective("broadcast", root)
+        got = self._bcast(obj, root)
+        return semantics.own(got) if self.id == root else got
+
+    @exclusive
+    def scatter(self, data: Any, root: int = 0) -> Any:
+        """Returns this process's block of root's sequence.
+
+        Blocks are contiguous, in rank order, and their lengths differ by at
+        most one with the longer ones first (``numpy.array_split``). A numpy
+        array is split along axis 0 into arrays; other sequences into lists.
+        The other processes receive copies; root's own block is a view of
+        ``data`` (a copy if ``data`` is read-only).
+
+        Args:
+            data: On root, a list, tuple, range or numpy array; ignored elsewhere.
+            root: The rank that holds ``data``.
+
+        Raises:
+            TypeError: Root's ``data`` is not a sequence (raised on every
+                process, so catching it leaves the group in step).
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().scatter(range(4))
+            [0, 1, 2, 3]
+        """
+        root = checks.check_rank(root, self.nprocs, "root")
+        refusal = checks.check_root_data(data, "data") if self.id == root else None
+        if self._debug:
+            self._check_collective("scatter", root)
+        if self.id != root:
+            block = self._scatter(None, None, root)
+            checks.refused(block)
+            return block
+        if refusal is not None:  # every process raises it, not root alone
+            if self.nprocs > 1 and self._connected():
+                self._scatter(refusal, None, root)
+            refusal.raise_it()
+        return self._scatter(data, semantics.block_bounds(len(data), self.nprocs), root)
+
+    @exclusive
+    def gather(self, obj: Any, root: int = 0) -> Any:
+        """Collects every process's ``obj`` on root.
+
+        Returns:
+            On root: the concatenation along axis 0 when every process passed
+            a numpy array of at least one dimension with the same trailing
+            shape, else the list of objects in rank order. Elsewhere ``None``.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().gather(7)
+            [7]
+        """
+        root = checks.check_rank(root, self.nprocs, "root")
+        if self._debug:
+            self._check_collective("gather", root)
+        return self._gather(obj, root)
+
+    @exclusive
+    def allgather(self, obj: Any) -> Any:
+        """Returns on every process what :meth:`gather` gives root.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> MultiprocessingParallelizer(nprocs=2).run(lambda parallelizer: parallelizer.allgather(
+            ...     10 * parallelizer.id))
+            [0, 10]
+        """
+        if self._debug:
+            self._check_collective("allgather", None)
+        return self._allgather(obj)
+
+    @exclusive
+    def reduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", root: int = 0) -> Any:
+        """Combines every process's ``obj`` on root.
+
+        Args:
+            obj: This process's value; numpy arrays are combined elementwise.
+            op: ``"sum"``, ``"prod"``, ``"min"``, ``"max"``, or a callable
+                ``f(a, b)``, assumed associative and applied in rank order.
+            root: The rank that receives the result.
+
+        Returns:
+            The result on root, ``None`` elsewhere.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().reduce(5, op="max")
+            5
+        """
+        func = semantics.resolve_op(op)
+        root = checks.check_rank(root, self.nprocs, "root")
+        if self._debug:
+            self._check_collective("reduce", root)
+        return self._reduce(obj, op, func, root)
+
+    @exclusive
+    def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum") -> Any:
+        """Like :meth:`reduce`, with the result on every process.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def job(parallelizer):
+            ...     total = parallelizer.allreduce(parallelizer.id + 1)  # 1 + 2 + 3 everywhere
+            ...     return parallelizer.gather(total)
+            >>> MultiprocessingParallelizer(nprocs=3).run(job)
+            [6, 6, 6]
+        """
+        func = semantics.resolve_op(op)
+        if self._debug:
+            self._check_collective("allreduce", None)
+        return self._allreduce(obj, op, func)
+
+    @exclusive
+    def barrier(self) -> None:
+        """Returns when every process of the group has called it.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().barrier()
+        """
+        if self._debug:
+            self._check_collective("barrier", None)
+        self._barrier()
+
+    def wait(self) -> None:
+        """Alias of :meth:`barrier`.
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().wait()
+        """
+        self.barrier()
+
+    @exclusive
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        data: Any,
+        root: int = 0,
+        *,
+        vectorized: bool = False,
+        schedule: str = "static",
+        chunksize: int | None = None,
+        progress: bool = False,
+    ) -> Any:
+        """Applies ``func`` over root's ``data`` using every process.
+
+        Args:
+            func: Called on each item, or with ``vectorized=True`` once on each
+                non-empty block (or chunk).
+            data: On root, a sequence; ignored elsewhere.
+            root: The rank that holds ``data`` and receives the results.
+            vectorized: Call ``func`` on whole blocks instead of items.
+            schedule: ``"static"`` (one block per process) or ``"dynamic"``
+                (chunks handed out on demand, for uneven task times).
+            chunksize: Items per chunk for ``"dynamic"``; default: guided
+                (chunks shrink as the work runs out).
+            progress: Show a progress bar on root (needs ``tqdm``).
+
+        Returns:
+            On root, the results in input order: a list for item-wise maps;
+            for vectorized maps the per-block results joined (arrays
+            concatenated, lists and tuples concatenated into one list, else a
+            list of the per-block results). ``None`` elsewhere.
+
+        Example:
+            >>> import numpy as np
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().map(lambda b: 1 + b, np.arange(10), vectorized=True)
+            array([ 1,  2,  3,  4,  5,  6,  7,  8,  9, 10])
+        """
+        root, chunksize = checks.check_map_arguments(func, root, self.nprocs, vectorized, schedule, chunksize, progress)
+        if self._debug:
+            self._check_collective(f"map(schedule={schedule!r})", root)
+        return mapping.run_map(self, func, data, root, vectorized, schedule, chunksize, progress)
+
+    def serve(self) -> None:
+        """Serves a ``ClientServerRunner`` client (only on its servers).
+
+        Example:
+            >>> from parallelizer import SerialNonParallelizer
+            >>> SerialNonParallelizer().serve()
+            Traceback (most recent call last):
+            ...
+            RuntimeError: serve() is only available on the servers of a ClientServerRunner
+        """
+        raise RuntimeError("serve() is only available on the servers of a ClientServerRunner")
+
+    # ------------------------------------------------------------------
+    # point to point
+
+    @exclusive
+    def send(self, obj: Any, dest: int, tag: int = 0) -> None:
+        """Sends ``obj`` to process ``dest``.
+
+        Messages between a pair with the same tag arrive in the order sent.
+        A small message returns at once; a large one may wait for the
+        receiver, as in MPI's standard mode.
+
+        Args:
+            obj: Any picklable object.
+            dest: The receiving rank.
+            tag: An int from 0 to 32767.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def job(parallelizer):
+            ...     if parallelizer.id == 1:
+            ...         parallelizer.send({"energy": -1.5}, dest=0, tag=7)
+            ...     elif parallelizer.on_main:
+            ...         return parallelizer.recv(source=1, tag=7)
+            >>> MultiprocessingParallelizer(nprocs=2).run(job)
+            {'energy': -1.5}
+        """
+        dest = checks.check_rank(dest, self.nprocs, "dest")
+        tag = checks.check_tag(tag)
+        self._send(obj, dest, tag, Space.USER)
+
+    @exclusive
+    def recv(self, source: int, tag: int = 0) -> Any:
+        """Receives the next object ``source`` sent to this process with ``tag``.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> def ring(parallelizer):
+            ...     right = (parallelizer.id + 1) % parallelizer.nprocs
+            ...     left = (parallelizer.id - 1) % parallelizer.nprocs
+            ...     parallelizer.send(f"hello from {parallelizer.id}", dest=right)
+            ...     return parallelizer.gather(parallelizer.recv(source=left))
+            >>> MultiprocessingParallelizer(nprocs=3).run(ring)
+            ['hello from 2', 'hello from 0', 'hello from 1']
+        """
+        source = checks.check_rank(source, self.nprocs, "source")
+        tag = checks.check_tag(tag)
+        return self._recv(source, tag, Space.USER)
