@@ -204,6 +204,39 @@ class Parallelizer(Collectives, registry.Choosing):
         return func(*args, parallelizer=self, **kwargs)
 
     # ------------------------------------------------------------------
+    # pools
+
+    def executor(
+        self,
+        max_workers: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> Any:
+        """A ``concurrent.futures.Executor`` over this group's processes (see :mod:`parallelizer.executor`).
+
+        Args:
+            max_workers: At most this many processes run tasks at once
+                (default: every process that serves).
+            initializer: Runs ``initializer(*initargs)`` once on every process
+                that runs tasks, before its first task.
+            initargs: Its arguments.
+
+        Returns:
+            The executor on main. In SPMD code the other processes serve
+            inside this call until main shuts the executor down, then get a
+            falsy placeholder whose ``with`` gives ``None``: write
+            ``with par.executor() as executor: if executor is not None: ...``.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> with MultiprocessingParallelizer(nprocs=2).executor() as executor:
+            ...     executor.submit(divmod, 7, 2).result()
+            (3, 1)
+        """
+        start = registry.resolve("parallelizer.executor:start")
+        return start(self, max_workers, initializer, initargs)
+
+    # ------------------------------------------------------------------
     # output
 
     def print(

@@ -19,12 +19,12 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from ._core import env
+from ._core import context, env
 from ._mpi import abort, runtime
 from .base import Parallelizer
 
 USAGE = """\
-python -m parallelizer [-n N] script.py [args ...]
+python -m parallelizer [-n N] [--pool] script.py [args ...]
        python -m parallelizer info"""
 
 
@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run a script with abort-on-exception under MPI, launch it on N ranks, or show the set-up.",
     )
     parser.add_argument("-n", "--nprocs", type=int, help="launch N processes with the installed MPI's mpiexec")
+    parser.add_argument(
+        "--pool",
+        action="store_true",
+        help="rank 0 runs the script; the other ranks serve its executors and ClientServerRunners",
+    )
     parser.add_argument("script", help="the script to run, or 'info'")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     # Everything after the script belongs to the script, even what looks like an option.
@@ -63,8 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.nprocs is not None:
         if options.nprocs < 1:
             parser.error("-n must be at least 1")
-        return launch(options.nprocs, options.script, options.args)
-    run_script(options.script, options.args)
+        return launch(options.nprocs, options.script, options.args, pool=options.pool)
+    if options.pool:
+        run_pool(options.script, options.args)
+    else:
+        run_script(options.script, options.args)
     return 0
 
 
@@ -109,7 +117,38 @@ def run_script(path: str, args: Sequence[str]) -> None:
         abort.abort(exc)
 
 
-def launch(nprocs: int, script: str, args: Sequence[str]) -> int:
+def run_pool(path: str, args: Sequence[str]) -> None:
+    """``--pool``: rank 0 runs ``path``; the other ranks serve its executors and runners until it ends.
+
+    Without an MPI launcher (one process) it runs the script like :func:`run_script`.
+
+    Example:
+        ``mpiexec -n 4 python -m parallelizer --pool fit.py`` calls, on every rank::
+
+            run_pool("fit.py", [])
+    """
+    launched = env.launcher_world_size()
+    if launched is None or launched[0] <= 1:
+        run_script(path, args)
+        return
+    from .mpi import MPIParallelizer
+    from .runner import end_pool, serve_pool
+
+    par = MPIParallelizer()
+    if not par.on_main:
+        try:
+            serve_pool(par)
+        except BaseException as exc:
+            abort.abort(exc)
+        return
+    context.push(par)  # the script's Parallelizer.lookup() finds the pool's group
+    try:
+        run_script(path, args)
+    finally:
+        end_pool(par)
+
+
+def launch(nprocs: int, script: str, args: Sequence[str], *, pool: bool = False) -> int:
     """Runs ``script`` on ``nprocs`` ranks through the installed MPI's mpiexec.
 
     Replaces this process with ``mpiexec [flags] -n nprocs python -m
@@ -119,6 +158,7 @@ def launch(nprocs: int, script: str, args: Sequence[str]) -> int:
         nprocs: The number of ranks.
         script: The script every rank runs.
         args: Its command-line arguments.
+        pool: Launch in ``--pool`` mode (rank 0 runs the script, the others serve it).
 
     Returns:
         2 when no ``mpiexec`` was found; otherwise it does not return.
@@ -133,7 +173,7 @@ def launch(nprocs: int, script: str, args: Sequence[str]) -> int:
         sys.stderr.write(f"python -m parallelizer: no mpiexec found; install one with: {runtime.INSTALL_HINT}\n")
         return 2
     command = [mpiexec, *launcher_flags(mpiexec, nprocs), "-n", str(nprocs)]
-    command += [sys.executable, "-m", "parallelizer", script, *args]
+    command += [sys.executable, "-m", "parallelizer", *(["--pool"] if pool else []), script, *args]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(mpiexec, command)  # replaces this process: never returns

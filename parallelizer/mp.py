@@ -21,6 +21,8 @@ from ._core.tags import Space
 from ._mp import collectives, launch, wire, worker
 from ._mp.endpoint import Endpoint
 from ._mp.group import Group
+from ._mp.protocol import MainProtocol
+from ._mp.rendezvous import PendingSend
 from .base import Parallelizer
 
 __all__ = ["MultiprocessingParallelizer"]
@@ -84,6 +86,7 @@ class MultiprocessingParallelizer(Parallelizer):
         self._token = uuid.uuid4().hex
         self._group: Group | None = None
         self._endpoint: Endpoint | None = None  # workers only
+        self._later: list[PendingSend] = []  # sends that do not wait (_send_later)
         _instances[self._token] = self
 
     @classmethod
@@ -99,6 +102,7 @@ class MultiprocessingParallelizer(Parallelizer):
         view._token = setup["token"]
         view._group = None
         view._endpoint = endpoint
+        view._later = []
         view._nesting = 1  # started: the group runs as long as the worker does
         _instances[view._token] = view
         return view
@@ -186,6 +190,30 @@ class MultiprocessingParallelizer(Parallelizer):
 
     def _recv_from_any(self, tag: int, space: Space, block: bool) -> tuple[int, Any] | None:
         return self._ep().recv_any(_KINDS[space], tag, self._caller or "map", block)
+
+    def _send_later(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        if dest == self.id:
+            self._send(obj, dest, tag, space)
+            return
+        endpoint = self._ep()
+        self._later = [pending for pending in self._later if not endpoint.rendezvous.done(pending)]
+        self._later.append(endpoint.post(obj, (dest,), _KINDS[space], tag, f"the object sent to rank {dest}"))
+
+    def _complete_sends(self) -> None:
+        if self._later:
+            pending, self._later = self._later, []
+            self._ep().wait_sent(*pending)
+
+    def _excuse(self, rank: int) -> None:
+        protocol = self._ep().protocol
+        if isinstance(protocol, MainProtocol):
+            protocol.excused.add(rank)
+
+    def _idle(self, seconds: float | None, fd: int | None) -> None:
+        endpoint = self._ep()
+        if fd is not None:
+            endpoint.loop.watch(fd)
+        endpoint.loop.pump(block=True, timeout_ms=None if seconds is None else max(1, int(seconds * 1000)))
 
     def _bcast(self, obj: Any, root: int) -> Any:
         return collectives.bcast(self._ep(), obj, root)

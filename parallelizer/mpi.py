@@ -172,6 +172,14 @@ class MPIParallelizer(Parallelizer):
         self._inflight = [entry for entry in self._inflight if not Request.Testall(entry[0])]
         self._inflight.append(messages.isend_obj(self._comm, obj, dest, tag, what))
 
+    _idle_wakes_on_messages = False  # MPI has no call that waits for a message or a file descriptor
+
+    def _send_later(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        if dest == self._rank or space == Space.USER:
+            self._send(obj, dest, tag, space)
+        else:  # the collectives' own sends never wait already
+            self._send_to(obj, dest, tag, space)
+
     def _complete_sends(self) -> None:
         if self._inflight:
             for requests, _ in self._inflight:

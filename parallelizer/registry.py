@@ -60,7 +60,13 @@ _default: object | None = None  # a parallelizer, a "name[:N]", or None
 _cache: dict[Hashable, object] = {}
 
 
-def _import(path: str) -> Any:
+def resolve(path: str) -> Any:
+    """The object named ``"package.module:attribute"``, imported on first use.
+
+    How the built-in backends (and the pool layer, for
+    ``Parallelizer.executor``) are named, so that nothing is imported, and no
+    module imports its own users, until they are needed.
+    """
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -98,7 +104,7 @@ def factory(name: str, where: str) -> Factory:
     if found is not None:
         return found
     if name in _BUILTIN:
-        return _import(_BUILTIN[name])  # type: ignore[no-any-return]
+        return resolve(_BUILTIN[name])  # type: ignore[no-any-return]
     entry = _entry_points().get(name)
     if entry is None:
         raise ValueError(f"unknown parallelizer {name!r} in {where}; known names: {', '.join(known_names())}")

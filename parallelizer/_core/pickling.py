@@ -19,6 +19,16 @@ from ..errors import SerializationError
 
 PROTOCOL = 5
 
+
+class PassThrough(Exception):
+    """Raised on purpose while an object is pickled; reaches the caller unchanged.
+
+    A subclass (say, a handle that may not travel) raises it from its
+    ``__reduce__``; :func:`dumps_out_of_band` re-raises it instead of
+    wrapping it in a :class:`SerializationError`.
+    """
+
+
 _dumps: Callable[..., bytes] | None = None
 
 
@@ -100,11 +110,15 @@ def dumps_out_of_band(
         buffers: list[memoryview] = []
         try:
             return pickle.dumps(obj, PROTOCOL, buffer_callback=collector(buffers, min_size)), buffers
+        except PassThrough:
+            raise
         except Exception:
             pass
     buffers = []
     try:
         body = _cloudpickle_dumps()(obj, protocol=PROTOCOL, buffer_callback=collector(buffers, min_size))
+    except PassThrough:
+        raise
     except Exception as exc:
         raise SerializationError(f"cannot pickle {what} ({_describe(obj)}): {type(exc).__name__}: {exc}") from exc
     return body, buffers

@@ -20,5 +20,5 @@ class CollTag(enum.IntEnum):
     GATHER = 3
     MAP_TASK = 5
     MAP_RESULT = 6
-    COMMAND = 7
+    SESSION = 7  # client/server sessions: parallelizer._pool.messages
     DEBUG = 8

@@ -74,6 +74,25 @@ class Transport(abc.ABC):
             ``(source, obj)``; ``None`` if ``block`` is False and nothing has arrived.
         """
 
+    _idle_wakes_on_messages = True
+    """Whether :meth:`_idle` returns as soon as a message arrives (else callers probe with pauses)."""
+
+    def _send_later(self, obj: Any, dest: int, tag: int, space: Space) -> None:
+        """Sends ``obj`` without waiting for ``dest`` to take it (``_complete_sends`` waits)."""
+        self._send(obj, dest, tag, space)
+
+    def _idle(self, seconds: float | None, fd: int | None) -> None:
+        """Sleeps until a message may have arrived, ``fd`` is readable, or ``seconds`` pass.
+
+        It may return early; callers look for what they wait for and call it again.
+        """
+        import select
+
+        select.select([] if fd is None else [fd], [], [], seconds if seconds is not None else (None if fd else 0))
+
+    def _excuse(self, rank: int) -> None:
+        """Process ``rank`` died during a session that goes on without it: stop raising for it."""
+
     def _connected(self) -> bool:
         """True where collectives can run now (not on main outside ``run``, on some backends)."""
         return True

@@ -223,10 +223,14 @@ class Group:
             endpoint.wait_sent(sent)
             finished = self.protocol.finished
 
+            excused = self.protocol.excused
+
             def running() -> list[int]:
-                return [rank for rank in self.worker_ranks if finished.get(rank) != self.epoch]
+                return [rank for rank in self.worker_ranks if finished.get(rank) != self.epoch and rank not in excused]
 
             endpoint.wait(lambda: not running(), None, "the end of run (workers still in func)", running)
+            if excused:  # a session went on without a dead worker: the next run starts a fresh group
+                self.broken = True
         except BaseException as exc:
             self._abort(exc)
             raise

@@ -50,6 +50,7 @@ class Loop:
         self.channels: dict[int, Channel] = {}
         self._by_fd: dict[int, Channel] = {}
         self._sentinels: dict[int, int] = {}  # fd -> rank
+        self._watched: set[int] = set()  # other fds that end a wait (wakers)
         for peer, sock in sockets.items():
             channel = Channel(peer, sock, wire.FrameReader(allocator(peer)))
             self.channels[peer] = channel
@@ -60,6 +61,18 @@ class Loop:
         """Watches ``fd``, readable once process ``rank`` has exited."""
         self._sentinels[fd] = rank
         self._poller.register(fd, _IN)
+
+    def watch(self, fd: int) -> None:
+        """Also wakes up when ``fd`` is readable (a waker's pipe; its owner drains it)."""
+        if fd not in self._watched:
+            self._watched.add(fd)
+            self._poller.register(fd, _IN)
+
+    def unwatch(self, fd: int) -> None:
+        """Stops watching ``fd``."""
+        if fd in self._watched:
+            self._watched.discard(fd)
+            self._unregister(fd)
 
     def is_open(self, rank: int) -> bool:
         """True while the socket to ``rank`` is connected."""
@@ -101,6 +114,8 @@ class Loop:
         for fd, events in self._poller.poll(timeout_ms if block else 0):
             ready = self._by_fd.get(fd)
             if ready is None:
+                if fd in self._watched:
+                    continue  # a waker: the wait is over, its owner drains it
                 rank = self._sentinels.pop(fd, None)
                 if rank is not None:
                     self._unregister(fd)
@@ -118,9 +133,10 @@ class Loop:
                 self._unregister(channel.fd)
                 channel.close()
         self._by_fd.clear()
-        for fd in self._sentinels:
+        for fd in [*self._sentinels, *self._watched]:
             self._unregister(fd)
         self._sentinels.clear()
+        self._watched.clear()
 
     def _read(self, channel: Channel) -> None:
         reader = channel.reader

@@ -101,6 +101,7 @@ class MainProtocol(Protocol):
     def __init__(self) -> None:
         super().__init__(0)
         self.errors: list[tuple[int, Any]] = []  # (rank, error report) of this run
+        self.excused: set[int] = set()  # dead workers a session goes on without (the group is broken)
         self.exit_status: Callable[[int], int | None] = lambda rank: None
         self.on_print: Callable[[str], None] = _print_to_stdout
 
@@ -128,7 +129,8 @@ class MainProtocol(Protocol):
         if self.errors:
             raise remote_error(*self.errors[0])
         for rank in self.dead:
-            raise WorkerTerminatedError(rank, self.status_of(rank), f"while main waited in {what}")
+            if rank not in self.excused:
+                raise WorkerTerminatedError(rank, self.status_of(rank), f"while main waited in {what}")
         super().check(waiting_on, what)
 
 

@@ -1,0 +1,247 @@
+"""``par.executor()``: a ``concurrent.futures.Executor`` over a group's processes.
+
+It speaks ``concurrent.futures`` (``submit``, ``map``, ``shutdown``, futures
+that ``wait``/``as_completed`` understand) and has the pool calls of
+:mod:`parallelizer.pools` too. Where it runs its tasks depends on where it
+is made:
+
+* plain main code on the serial or multiprocessing backend (a script, a
+  notebook, a test's ``setUp``): it starts what it needs and lives until
+  ``shutdown()``; a group of one runs the tasks in a thread of main;
+* SPMD code (inside ``run``, or every rank of an ``mpiexec`` job): every
+  process calls it; main gets the executor, the others serve until main
+  shuts it down and then get ``None`` (mpi4py's ``MPICommExecutor`` idiom);
+* ``mpiexec -n N python -m parallelizer --pool script.py``: only rank 0 runs
+  the script, and every executor it makes is served by the other ranks.
+
+Example:
+    >>> from parallelizer import MultiprocessingParallelizer
+    >>> with MultiprocessingParallelizer(nprocs=2).executor() as executor:
+    ...     list(executor.map(pow, [2, 3], [5, 2]))
+    [32, 9]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from . import semantics
+from ._core import checks
+from ._core.codec import Sealed
+from ._pool import messages as m
+from ._pool.maps import apply_chunk
+from ._pool.session import Session
+from .base import Parallelizer
+from .pools import PoolCalls, Task
+from .runner import owned_by, serve_session
+
+__all__ = ["Executor", "start"]
+
+
+class Executor(concurrent.futures.Executor, PoolCalls):
+    """A ``concurrent.futures.Executor`` whose tasks run on a group's processes.
+
+    Made by ``par.executor()``; see :mod:`parallelizer.executor`.
+
+    Example:
+        >>> from parallelizer import SerialNonParallelizer
+        >>> with SerialNonParallelizer().executor() as executor:
+        ...     task = executor.submit(sum, [1, 2, 3])
+        ...     task.result(), task.metadata["rank"]
+        (6, 0)
+    """
+
+    def __init__(self, session: Session, stop: Callable[[bool], None]) -> None:
+        self._pool_init(session)
+        self._stop = stop
+        self._shutdown_lock = threading.Lock()
+        self._shut = False
+
+    @property
+    def _broken(self) -> str | bool:
+        """Why the executor cannot run tasks any more (an initializer failed), else False."""
+        return self._session.broken or False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task:
+        """Schedules ``fn(*args, **kwargs)``; returns its :class:`~parallelizer.pools.Task` at once.
+
+        Raises:
+            RuntimeError: After ``shutdown``.
+            concurrent.futures.BrokenExecutor: An initializer failed.
+        """
+        with self._shutdown_lock:
+            if self._broken:
+                raise concurrent.futures.BrokenExecutor(self._broken)
+            if self._shut:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            return PoolCalls.submit(self, fn, *args, **kwargs)
+
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
+    ) -> Iterator[Any]:
+        """``fn`` over the iterables, as ``concurrent.futures.Executor.map``: an iterator of results.
+
+        Every call is scheduled at once; results come in order, and the first
+        that raised raises when reached. ``timeout`` counts from this call;
+        ``chunksize`` items travel (and run) together.
+
+        Raises:
+            TimeoutError: A result is not ready ``timeout`` seconds after the call.
+            ValueError: ``chunksize`` is less than 1.
+        """
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        deadline = None if timeout is None else timeout + time.monotonic()
+        items = list(zip(*iterables, strict=False))
+        if chunksize == 1:
+            tasks = [self.submit(fn, *args) for args in items]
+        else:
+            spans = semantics.dynamic_chunks(len(items), 1, chunksize)
+            tasks = [self.submit(apply_chunk, fn, items[start:stop], False, True, start) for start, stop in spans]
+        return _results(tasks, deadline, chunksize > 1)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stops taking tasks; ends the session (the serving processes leave it) once the queue is done.
+
+        Args:
+            wait: Return only when every task has finished and the session ended.
+            cancel_futures: Cancel the tasks that have not started.
+        """
+        with self._shutdown_lock:
+            first = not self._shut
+            self._shut = True
+        if cancel_futures:
+            with self._session._cv:
+                self._session._cancel_queued()
+        if not first:
+            if wait:
+                self._stop(True)
+            return
+        if wait:
+            self._stop(True)
+        else:
+            threading.Thread(target=self._stop, args=(True,), name="parallelizer-shutdown", daemon=True).start()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(wait=True)
+
+
+def _results(tasks: list[Task], deadline: float | None, chunked: bool) -> Iterator[Any]:
+    """Yields the tasks' results in order (``chunked``: each task's list, flattened); cancels the rest if left."""
+    tasks = list(reversed(tasks))
+    try:
+        while tasks:
+            task = tasks[-1]
+            remaining = None if deadline is None else deadline - time.monotonic()
+            value = task.result(remaining)
+            tasks.pop()
+            if chunked:
+                yield from value
+            else:
+                yield value
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+class _Served:
+    """What ``executor()`` returns on the processes that served: falsy, and ``with`` gives ``None``."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "<served: no executor on this process>"
+
+
+NO_EXECUTOR = _Served()
+
+
+def start(
+    par: Parallelizer, max_workers: int | None, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
+) -> Executor | _Served:
+    """What ``par.executor(...)`` returns: see the module docstring."""
+    if max_workers is not None:
+        max_workers = checks.check_int(max_workers, "max_workers")
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+    if initializer is not None:
+        checks.check_callable(initializer, "initializer")
+    initargs = tuple(initargs)
+    servers = list(range(1, par.nprocs))
+    init = None if initializer is None else Sealed.of((initializer, initargs, {}), "the initializer and initargs")
+    start_message = m.Start("", initializer=init)
+    local_init = None if initializer is None else (lambda: initializer(*initargs))
+    if not servers:
+        session = Session(None, [], max_workers, start_message)
+        session.begin(local_init)
+        return Executor(session, lambda wait: session.end(cancel=False))
+    if not par._connected():  # multiprocessing, from main's own code: a session in the background
+        return _in_background(par, servers, max_workers, start_message)
+    if not par.on_main:  # SPMD: the others serve until main shuts the executor down
+        serve_session(par)
+        return NO_EXECUTOR
+    session = Session(par, servers, max_workers, start_message)
+    running = owned_by(par, session)
+    running.__enter__()
+    return Executor(session, lambda wait: running.__exit__(None, None, None))
+
+
+_background: dict[int, tuple[concurrent.futures.Future[Executor], threading.Event, dict[str, Any]]] = {}
+_keys = itertools.count(1)
+
+
+def _in_background(par: Parallelizer, servers: list[int], max_workers: int | None, start_message: m.Start) -> Executor:
+    """Starts the group and runs a session in a thread of main, until the executor shuts down."""
+    made: concurrent.futures.Future[Executor] = concurrent.futures.Future()
+    stop = threading.Event()
+    key = next(_keys)
+    _background[key] = (made, stop, {"servers": servers, "max_workers": max_workers, "start": start_message})
+
+    def thread_main() -> None:
+        try:
+            with par:
+                par.run(_background_session, key)
+        except BaseException as exc:
+            if not made.done():
+                made.set_exception(exc)
+        finally:
+            _background.pop(key, None)
+
+    thread = threading.Thread(target=thread_main, name="parallelizer-executor", daemon=True)
+    thread.start()
+    executor = made.result()
+
+    def shut(wait: bool) -> None:
+        stop.set()
+        if wait:
+            thread.join()
+
+    executor._stop = shut
+    return executor
+
+
+def _background_session(key: int, parallelizer: Parallelizer) -> None:
+    """The run of a background executor: main's session lasts until shutdown; the others serve it."""
+    if not parallelizer.on_main:
+        serve_session(parallelizer)
+        return
+    made, stop, settings = _background[key]
+    session = Session(parallelizer, settings["servers"], settings["max_workers"], settings["start"])
+    with owned_by(parallelizer, session):
+        made.set_result(Executor(session, lambda wait: None))
+        stop.wait()
