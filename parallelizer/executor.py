@@ -138,15 +138,12 @@ def _results(tasks: list[Task], deadline: float | None, chunked: bool) -> Iterat
     """Yields the tasks' results in order (``chunked``: each task's list, flattened); cancels the rest if left."""
     tasks = list(reversed(tasks))
     try:
-        while tasks:
-            task = tasks[-1]
+        while tasks:  # no local name keeps a yielded result alive
             remaining = None if deadline is None else deadline - time.monotonic()
-            value = task.result(remaining)
-            tasks.pop()
             if chunked:
-                yield from value
+                yield from tasks.pop().result(remaining)
             else:
-                yield value
+                yield tasks.pop().result(remaining)
     finally:
         for task in tasks:
             task.cancel()
@@ -195,8 +192,8 @@ def start(
     if not par.on_main:  # SPMD: the others serve until main shuts the executor down
         serve_session(par)
         return NO_EXECUTOR
-    session = Session(par, servers, max_workers, start_message)
-    running = owned_by(par, session)
+    session = Session(par, servers, max_workers, start_message, serve_session)
+    running = owned_by(par, session, cancel=False)
     running.__enter__()
     return Executor(session, lambda wait: running.__exit__(None, None, None))
 
@@ -241,7 +238,7 @@ def _background_session(key: int, parallelizer: Parallelizer) -> None:
         serve_session(parallelizer)
         return
     made, stop, settings = _background[key]
-    session = Session(parallelizer, settings["servers"], settings["max_workers"], settings["start"])
-    with owned_by(parallelizer, session):
+    session = Session(parallelizer, settings["servers"], settings["max_workers"], settings["start"], serve_session)
+    with owned_by(parallelizer, session, cancel=False):
         made.set_result(Executor(session, lambda wait: None))
         stop.wait()

@@ -204,6 +204,13 @@ class MultiprocessingParallelizer(Parallelizer):
             pending, self._later = self._later, []
             self._ep().wait_sent(*pending)
 
+    def _replace(self, rank: int, entry: Callable[..., Any]) -> bool:
+        group = self._group
+        if group is None or not group.owned():
+            return False
+        group.replace(rank, entry)
+        return True
+
     def _excuse(self, rank: int) -> None:
         protocol = self._ep().protocol
         if isinstance(protocol, MainProtocol):

@@ -180,7 +180,7 @@ class PoolCalls:
             blocks = semantics.split(obj, 1 + len(ranks))
         else:
             blocks = [obj] * (1 + len(ranks))
-        number = next(session.numbers)
+        number = next(session.handles)
         payloads = [Sealed.of(block, "the pushed object") for block in blocks[1:]]
         futures = [
             session.request(rank, functools.partial(_keep, number=number, payload=payload))
@@ -208,7 +208,7 @@ class PoolCalls:
         session = self._open()
         checks.check_callable(func, "func")
         payload, uses_handles = session.seal((func, args, kwargs), "func of build and its arguments")
-        number = next(session.numbers)
+        number = next(session.handles)
         futures = [
             session.request(rank, lambda request: m.Keep(request, number, payload, build=True)) for rank in self._ranks
         ]

@@ -132,7 +132,7 @@ def session_entry(token: int, server: Sealed | None, parallelizer: Parallelizer)
         return None
     client, args, kwargs = _clients[token]
     start = m.Start("", server)
-    session = Session(parallelizer, list(range(1, parallelizer.nprocs)), None, start)
+    session = Session(parallelizer, list(range(1, parallelizer.nprocs)), None, start, serve_session)
     view = ClientView(parallelizer, session)
     error: BaseException | None = None
     result = None
@@ -156,17 +156,17 @@ class owned_by:
     so the parallelizer's own calls from other threads are refused.
     """
 
-    def __init__(self, parallelizer: Parallelizer, session: Session, initializer: Any = None) -> None:
+    def __init__(self, parallelizer: Parallelizer, session: Session, *, cancel: bool = True) -> None:
         self.parallelizer = parallelizer
         self.session = session
-        self.initializer = initializer
+        self.cancel = cancel
 
     def __enter__(self) -> Session:
-        self.session.begin(self.initializer, owner=self.parallelizer)
+        self.session.begin(None, owner=self.parallelizer)
         return self.session
 
     def __exit__(self, *exc: object) -> None:
-        self.session.end()
+        self.session.end(cancel=self.cancel)
 
 
 def serve_session(parallelizer: Parallelizer, start: m.Start | None = None) -> None:

@@ -90,6 +90,10 @@ class Transport(abc.ABC):
 
         select.select([] if fd is None else [fd], [], [], seconds if seconds is not None else (None if fd else 0))
 
+    def _replace(self, rank: int, entry: Callable[..., Any]) -> bool:
+        """Starts a new process as dead ``rank``, to run ``entry`` in the current run; False if it cannot."""
+        return False
+
     def _excuse(self, rank: int) -> None:
         """Process ``rank`` died during a session that goes on without it: stop raising for it."""
 

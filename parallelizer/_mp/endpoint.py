@@ -78,6 +78,15 @@ class Endpoint:
         for inc in self.mail.drop_before(epoch):
             self.rendezvous.release(inc)
 
+    def rejoin(self, rank: int, sock: socket.socket, pid: int) -> None:
+        """A new process takes the place of dead ``rank``: its socket, its pid, a clean slate."""
+        self.loop.attach(rank, sock, self._allocator(rank))
+        self.pids[rank] = pid
+        self.protocol.dead.pop(rank, None)
+        self.protocol.finished.pop(rank, None)
+        self.rendezvous.cma_refused.discard(rank)
+        self.rendezvous.stream_to.discard(rank)
+
     def threads(self) -> ThreadPoolExecutor:
         """A few threads for copies that may run side by side (they release the GIL)."""
         if self._threads is None:
@@ -131,11 +140,12 @@ class Endpoint:
                 kind, tag=tag, epoch=self.epoch, token=pending.token, flags=flags, body=encoded.body, descs=sent_descs
             )
             inline = [buf for buf, desc in zip(encoded.buffers, sent_descs, strict=True) if desc[0] == wire.MODE_INLINE]
+            channel = self.loop.channels.get(dest)
             end = self.loop.send(dest, [header, *inline])
-            if end is None:
+            if end is None or channel is None:
                 self.protocol.dead_peer(dest)
                 continue
-            pending.deliveries[dest] = Delivery(end, any(desc[0] == wire.MODE_CMA for desc in sent_descs))
+            pending.deliveries[dest] = Delivery(channel, end, any(desc[0] == wire.MODE_CMA for desc in sent_descs))
         self.rendezvous.track(pending)
         return pending
 

@@ -95,6 +95,7 @@ class Group:
         self.protocol = MainProtocol()
         self.workers: list[launch.WorkerProcess] = []
         self._lifeline: int | None = None
+        self._spare_lifelines: list[int] = []  # of replacement workers
         self._owner = os.getpid()  # only the process that started the group may act on it
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,10 +178,37 @@ class Group:
         for worker in self.workers:
             worker.close()
         self.workers = []
-        if self._lifeline is not None:
-            os.close(self._lifeline)
-            self._lifeline = None
+        for lifeline in [self._lifeline, *self._spare_lifelines]:
+            if lifeline is not None:
+                os.close(lifeline)
+        self._lifeline = None
+        self._spare_lifelines = []
         memory.release()
+
+    def replace(self, rank: int, entry: Callable[..., Any]) -> None:
+        """Starts a new process as dead worker ``rank``, to run ``entry`` in the current run.
+
+        The replacement is connected to main alone (a client/server session
+        needs no more), so the group counts as broken: the next ``run``
+        starts a fresh one.
+        """
+        endpoint = self.endpoint
+        assert endpoint is not None and self.owned()
+        sock, worker, lifeline = launch.launch_one(rank, self.nprocs)
+        dead = self.workers[rank - 1]
+        if dead.sentinel is not None:
+            endpoint.loop.drop_sentinel(dead.sentinel)
+        dead.close()
+        self.workers[rank - 1] = worker
+        self._spare_lifelines.append(lifeline)
+        if worker.sentinel is not None:
+            endpoint.loop.add_sentinel(worker.sentinel, rank)
+        endpoint.rejoin(rank, sock, worker.pid)
+        self.protocol.excused.discard(rank)
+        setup = {"pids": {0: os.getpid(), rank: worker.pid}, "sys_path": list(sys.path), **self.settings}
+        endpoint.post(setup, [rank], wire.Kind.SETUP, 0, "the set-up of a replacement worker")
+        endpoint.post((entry, (), {}), [rank], wire.Kind.RUN, 0, "the session entry of a replacement worker")
+        self.broken = True
 
     def _exit_status(self, rank: int) -> int | None:
         return self.workers[rank - 1].wait(timeout=EXIT_STATUS_WAIT)

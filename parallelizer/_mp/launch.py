@@ -160,6 +160,27 @@ def launch(nprocs: int, start_method: str, make_view: worker.ViewFactory) -> Lau
     return Launched(main_sockets, workers, lifeline_write)
 
 
+def launch_one(rank: int, nprocs: int) -> tuple[socket.socket, WorkerProcess, int]:
+    """Spawns one process as ``rank``, connected to main alone (it replaces a dead worker).
+
+    Returns:
+        Main's end of its socket, the process, and the write end of its lifeline.
+    """
+    mains, theirs = socket.socketpair()
+    lifeline_read, lifeline_write = os.pipe()
+    deathsig = threading.current_thread() is threading.main_thread()
+    try:
+        started = _spawn(rank, nprocs, {0: theirs}, lifeline_read, deathsig)
+    except BaseException:
+        mains.close()
+        os.close(lifeline_write)
+        raise
+    finally:
+        theirs.close()
+        os.close(lifeline_read)
+    return mains, started, lifeline_write
+
+
 def _spawn(rank: int, nprocs: int, sockets: dict[int, socket.socket], lifeline: int, deathsig: bool) -> WorkerProcess:
     fds = {peer: sock.fileno() for peer, sock in sockets.items()}
     argv = [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT]

@@ -57,10 +57,25 @@ class Loop:
             self._by_fd[channel.fd] = channel
             self._set_mask(channel, _IN)
 
+    def attach(self, rank: int, sock: socket.socket, allocator: wire.Allocator) -> None:
+        """Connects ``rank`` anew (a replacement for a process whose socket closed)."""
+        old = self.channels.get(rank)
+        if old is not None and not old.closed:
+            self._closed(old)
+        channel = Channel(rank, sock, wire.FrameReader(allocator))
+        self.channels[rank] = channel
+        self._by_fd[channel.fd] = channel
+        self._set_mask(channel, _IN)
+
     def add_sentinel(self, fd: int, rank: int) -> None:
         """Watches ``fd``, readable once process ``rank`` has exited."""
         self._sentinels[fd] = rank
         self._poller.register(fd, _IN)
+
+    def drop_sentinel(self, fd: int) -> None:
+        """Stops watching a sentinel (before its fd is closed)."""
+        if self._sentinels.pop(fd, None) is not None:
+            self._unregister(fd)
 
     def watch(self, fd: int) -> None:
         """Also wakes up when ``fd`` is readable (a waker's pipe; its owner drains it)."""

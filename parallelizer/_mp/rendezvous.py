@@ -26,7 +26,7 @@ from typing import Any
 from .._core.codec import Encoded, raw_bytes
 from .._core.limits import CMA_MIN
 from . import cma, wire
-from .channel import Incoming, address_of
+from .channel import Channel, Incoming, address_of
 from .loop import Loop
 from .protocol import Protocol
 
@@ -37,6 +37,7 @@ Desc = tuple[int, int, int]  # (mode, size, address)
 class Delivery:
     """What a sent frame still waits for at one receiver."""
 
+    channel: Channel  # the socket it went into (a replaced process has a new one)
     end: int  # the stream offset at which the frame's bytes end
     ack_due: bool  # the receiver still has to pull (and ACK) the buffers
 
@@ -108,9 +109,9 @@ class Rendezvous:
         return [
             dest
             for dest, delivery in pending.deliveries.items()
-            if self.loop.is_open(dest)
+            if not delivery.channel.closed
             and dest not in self.protocol.dead
-            and (delivery.ack_due or self.loop.sent(dest) < delivery.end)
+            and (delivery.ack_due or delivery.channel.sent < delivery.end)
         ]
 
     def on_ack(self, source: int, token: int) -> None:
@@ -132,8 +133,9 @@ class Rendezvous:
             if mode == wire.MODE_CMA
         ]
         header = wire.pack(wire.Kind.BUFDATA, token=token, epoch=self.protocol.epoch, descs=descs)
+        channel = pending.deliveries[source].channel
         end = self.loop.send(source, [header, *pulled])
-        pending.deliveries[source] = Delivery(end if end is not None else 0, False)
+        pending.deliveries[source] = Delivery(channel, end if end is not None else 0, False)
 
     # ------------------------------------------------------------------ receiving
 

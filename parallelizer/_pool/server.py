@@ -198,5 +198,6 @@ class Server:
 
 
 def _initializer_failed(rank: int) -> dict[str, Any]:
-    error = RuntimeError(f"the initializer failed on rank {rank}: its tasks cannot run")
-    return remote.report(error)
+    from concurrent.futures import BrokenExecutor
+
+    return remote.report(BrokenExecutor(f"the initializer failed on rank {rank}: its tasks cannot run"))

@@ -36,18 +36,13 @@ from typing import Any
 from .._core import checks, remote
 from .._core.codec import Sealed
 from .._core.transport import Transport
-from ..errors import RemoteError, WorkerTerminatedError
+from ..errors import WorkerTerminatedError
 from . import messages as m
+from .dispatch import Dispatcher
 from .link import Link, Waker
 from .objects import Store, sealing
-from .outcomes import run_on_main, settle
+from .outcomes import run_on_main
 from .tasks import Record, Task
-
-MAX_BATCH = 64
-"""The most tasks one message takes to a server."""
-
-IN_FLIGHT = 2
-"""Batches a server may hold at once (so it never waits for the next)."""
 
 
 class Job:
@@ -59,7 +54,7 @@ class Job:
         self.queue: deque[Record] = deque(records)
 
 
-class Session:
+class Session(Dispatcher):
     """Main's side of one session.
 
     Args:
@@ -71,17 +66,24 @@ class Session:
     """
 
     def __init__(
-        self, transport: Transport | None, servers: list[int], max_workers: int | None, start: m.Start
+        self,
+        transport: Transport | None,
+        servers: list[int],
+        max_workers: int | None,
+        start: m.Start,
+        server_entry: Callable[..., Any] | None = None,
     ) -> None:
         self.id = start.session = uuid.uuid4().hex
         self.start_message = start
+        self.server_entry = server_entry  # what a replacement for a dead server runs
         self.store = Store(self.id)
         self.transport = transport
         self.servers = list(servers)
         self.workers = self.servers[:max_workers] if max_workers is not None else list(self.servers)
         self.link = Link(transport) if transport is not None and self.servers else None
         self.waker = Waker()
-        self.numbers = itertools.count(1)
+        self.numbers = itertools.count(1)  # tasks and requests
+        self.handles = itertools.count(1)  # remote objects
         self.submits = Job()
         self._cv = threading.Condition()
         self._jobs: deque[Job] = deque()
@@ -90,12 +92,17 @@ class Session:
         self._batches: dict[int, int] = dict.fromkeys(self.servers, 0)
         self._batch_left: dict[int, int] = {}  # batch number -> tasks still out
         self._batch_of: dict[int, int] = {}  # task number -> batch number
+        self._task_time: float | None = None  # how long tasks take on average (seconds)
+        self._ready: deque[Record] = deque()  # without servers: tasks handed to main's runner
+        self._local_busy = False
         self._requests: dict[int, tuple[int, concurrent.futures.Future[Any]]] = {}
         self._dead: set[int] = set()
         self._gone: set[int] = set()  # said Bye
+        self._stopped: set[int] = set()  # were told to Stop
         self._failures: list[tuple[int, dict[str, Any]]] = []  # custom servers' errors, not yet raised
         self.broken: str | None = None  # an executor's initializer failed
         self._closing = False
+        self._ended = False
         self.crash: BaseException | None = None
         self.bytes_sent = 0
         self._thread: threading.Thread | None = None
@@ -143,14 +150,23 @@ class Session:
             raise failure[0]
 
     def end(self, cancel: bool = True) -> None:
-        """Ends the session: queued tasks are cancelled (``cancel``), servers leave, the thread ends."""
+        """Ends the session: queued tasks are cancelled (``cancel``), servers leave, the thread ends.
+
+        Calling it again waits for the end (and does nothing more).
+        """
+        with self._cv:
+            if self._ended:
+                ended = True
+            else:
+                ended, self._ended = False, True
+        if ended:
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join()
+            return
         with self._cv:
             self._closing = True
             if cancel:
                 self._cancel_queued()
-            for rank in self.servers:
-                if rank not in self._dead:
-                    self._outbox[rank].append(m.Stop())
             self._cv.notify_all()
         self.waker.wake()
         if self._thread is not None:
@@ -210,13 +226,36 @@ class Session:
                     record.task.set_exception(WorkerTerminatedError(record.pinned, None, "before its task was sent"))
                     return
                 self._outbox[record.pinned].append(record)
-            else:
+            elif not self._hand_to_idle(record):
                 job = record.job if isinstance(record.job, Job) else self.submits
                 job.queue.append(record)
                 if job not in self._jobs:
                     self._jobs.append(job)
             self._cv.notify_all()
         self.waker.wake()
+
+    def _hand_to_idle(self, record: Record) -> bool:
+        """Gives a task to an idle process at once, so it is running before ``submit`` returns.
+
+        With nothing queued ahead of it, the first free process takes it now
+        (not when the dispatcher next wakes): a ``shutdown(cancel_futures=True)``
+        right after cannot cancel it. Called with the lock held.
+        """
+        if self._jobs or self.broken is not None or record.job is not None:
+            return False
+        if self.link is None:  # without servers: main's runner, if it waits for work
+            if self._local_busy or self._ready:
+                return False
+            if record.task.set_running_or_notify_cancel():
+                self._ready.append(record)
+            return True
+        for rank in self.workers:
+            if rank not in self._dead and not self._batches[rank] and not self._outbox[rank]:
+                if record.task.set_running_or_notify_cancel():
+                    calls = self._assign(rank, [record], counted=True)
+                    self._outbox[rank].append(m.Tasks(calls))
+                return True
+        return False
 
     def add_job(self, job: Job) -> None:
         """Queues a job's tasks (a blocking map's chunks), after those queued before."""
@@ -270,13 +309,16 @@ class Session:
                 self._break(remote.report(exc))
         while True:
             with self._cv:
-                record = self._next_unpinned()
+                self._local_busy = False
+                record = self._ready.popleft() if self._ready else self._next_unpinned()
                 while record is None and not self._closing:
                     self._cv.wait()
-                    record = self._next_unpinned()
+                    record = self._ready.popleft() if self._ready else self._next_unpinned()
                 if record is None:
                     return
+                self._local_busy = True
             self.run_here(record)
+            del record  # drop the task, its function and result: nothing of it outlives it here
 
     def _next_unpinned(self) -> Record | None:
         while self._jobs:
@@ -287,205 +329,3 @@ class Session:
                     return record
             self._jobs.popleft()
         return None
-
-    # ------------------------------------------------------------------ the dispatcher thread
-
-    def _dispatch(self) -> None:
-        link = self.link
-        assert link is not None
-        try:
-            for rank in self.servers:
-                link.send(rank, self.start_message)
-            while True:
-                for rank, message in self._take_work():
-                    self.bytes_sent += m.payload_bytes(message)
-                    link.send(rank, message)
-                got = self._poll()
-                if got is not None:
-                    self._on_message(*got)
-                    continue
-                if self._finished():
-                    break
-                if self._work_waiting():
-                    continue
-                link.idle(self.waker)
-            if self.transport is not None:
-                self.transport._complete_sends()
-        except BaseException as exc:  # the transport broke: nothing may wait on it any more
-            self._crashed(exc)
-
-    def _poll(self) -> tuple[int, Any] | None:
-        assert self.link is not None
-        try:
-            return self.link.poll()
-        except WorkerTerminatedError as exc:
-            self._lost(exc.rank, exc)
-        except RemoteError as exc:  # a server's process failed outside the session's care
-            self._lost(exc.rank, exc)
-        return None
-
-    def _finished(self) -> bool:
-        with self._cv:
-            if not self._closing:
-                return False
-            live = [rank for rank in self.servers if rank not in self._dead]
-            return all(rank in self._gone and not self._outbox[rank] for rank in live)
-
-    def _work_waiting(self) -> bool:
-        with self._cv:
-            live = [rank for rank in self.servers if rank not in self._dead]
-            if any(self._outbox[rank] for rank in live):
-                return True
-            return bool(self._jobs) and any(
-                self._batches[rank] < IN_FLIGHT for rank in self.workers if rank not in self._dead
-            )
-
-    def _take_work(self) -> list[tuple[int, Any]]:
-        """What to send now: every rank's outbox, and batches for servers with room."""
-        out: list[tuple[int, Any]] = []
-        with self._cv:
-            for rank in self.servers:
-                if rank in self._dead:
-                    continue
-                box = self._outbox[rank]
-                while box:
-                    item = box.popleft()
-                    if isinstance(item, Record):
-                        records = [item]
-                        while box and isinstance(box[0], Record):
-                            records.append(box.popleft())
-                        calls = self._assign(rank, records)
-                        if calls:
-                            out.append((rank, m.Tasks(calls)))
-                    else:
-                        out.append((rank, item))
-            if self.broken is None:
-                queued = sum(len(job.queue) for job in self._jobs)
-                live = [rank for rank in self.workers if rank not in self._dead]
-                size = max(1, min(MAX_BATCH, queued // (2 * max(1, len(live)))))
-                for rank in live:
-                    if self._batches[rank] >= IN_FLIGHT:
-                        continue
-                    records = []
-                    while len(records) < size:
-                        record = self._next_unpinned()
-                        if record is None:
-                            break
-                        records.append(record)
-                    calls = self._assign(rank, records, counted=True)
-                    if calls:
-                        out.append((rank, m.Tasks(calls)))
-        return out
-
-    def _assign(self, rank: int, records: list[Record], counted: bool = False) -> list[m.Call]:
-        calls = []
-        batch = next(self.numbers)
-        for record in records:
-            if record.pinned is not None and not record.task.set_running_or_notify_cancel():
-                continue
-            record.rank = rank
-            self._running[rank][record.number] = record
-            calls.append(m.Call(record.number, record.payload))
-            if counted:
-                self._batch_of[record.number] = batch
-        if counted and calls:
-            self._batches[rank] += 1
-            self._batch_left[batch] = len(calls)
-        return calls
-
-    def _on_message(self, rank: int, message: Any) -> None:
-        kind = type(message)
-        if kind is m.Results:
-            for outcome in message.outcomes:
-                with self._cv:
-                    record = self._running[rank].pop(outcome.task, None)
-                    self._count_done(rank, outcome.task)
-                if record is not None:
-                    settle(record.task, outcome, rank, message.host)
-        elif kind is m.Done:
-            with self._cv:
-                _, future = self._requests.pop(message.request, (rank, None))
-            if future is not None:
-                future.set_result((rank, message.outcome))
-        elif kind is m.Failed:
-            if message.initializer:
-                self._break(message.report)
-            else:
-                with self._cv:
-                    self._failures.append((rank, message.report))
-        elif kind is m.Bye:
-            with self._cv:
-                self._gone.add(rank)
-        else:
-            raise RuntimeError(f"main received an unknown message {message!r} from rank {rank}")
-
-    def _count_done(self, rank: int, number: int) -> None:
-        batch = self._batch_of.pop(number, None)
-        if batch is None:
-            return
-        self._batch_left[batch] -= 1
-        if not self._batch_left[batch]:
-            del self._batch_left[batch]
-            self._batches[rank] -= 1
-
-    # ------------------------------------------------------------------ failures
-
-    def _lost(self, rank: int, error: BaseException) -> None:
-        """Server ``rank`` died: its tasks and requests fail, everything else goes on."""
-        if self.transport is not None:
-            self.transport._excuse(rank)
-        with self._cv:
-            if rank in self._dead:
-                return
-            self._dead.add(rank)
-            records = list(self._running[rank].values())
-            self._running[rank].clear()
-            for record in records:
-                batch = self._batch_of.pop(record.number, None)
-                self._batch_left.pop(batch, None)  # type: ignore[arg-type]
-            self._batches[rank] = 0
-            pinned = [item for item in self._outbox[rank] if isinstance(item, Record)]
-            self._outbox[rank].clear()
-            requests = [future for number, (owner, future) in list(self._requests.items()) if owner == rank]
-            self._requests = {n: (o, f) for n, (o, f) in self._requests.items() if o != rank}
-        dead = error if isinstance(error, WorkerTerminatedError) else WorkerTerminatedError(rank, None, str(error))
-        for record in records + pinned:
-            if not record.task.done():
-                record.task.set_exception(dead)
-        for future in requests:
-            future.set_exception(dead)
-
-    def _break(self, report: dict[str, Any] | None) -> None:
-        """An executor's initializer failed: every queued and later task fails."""
-        from concurrent.futures import BrokenExecutor
-
-        message = report["message"] if report else "unknown error"
-        with self._cv:
-            self.broken = f"an initializer failed: {message}"
-            error = BrokenExecutor(f"A process in the pool was broken: {self.broken}")
-            while self._jobs:
-                for record in self._jobs.popleft().queue:
-                    if not record.task.done():
-                        record.task.set_exception(error)
-
-    def _crashed(self, exc: BaseException) -> None:
-        with self._cv:
-            self.crash = exc
-            waiting = [r for running in self._running.values() for r in running.values()]
-            waiting += [r for job in self._jobs for r in job.queue]
-            waiting += [r for box in self._outbox.values() for r in box if isinstance(r, Record)]
-            futures = [future for _, future in self._requests.values()]
-            self._jobs.clear()
-            self._requests.clear()
-        for record in waiting:
-            if not record.task.done():
-                record.task.set_exception(exc)
-        for future in futures:
-            if not future.done():
-                future.set_exception(exc)
-
-    def _cancel_queued(self) -> None:
-        for job in self._jobs:
-            for record in job.queue:
-                record.task.cancel()
-        self._jobs.clear()

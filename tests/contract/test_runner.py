@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -267,3 +272,61 @@ def test_dynamic_map_with_large_chunks_through_the_runner(par):
     result = _run(par, _large_chunks_client)
     if par.on_main:
         assert result == [abs(x) for x in range(-60_000, 60_000)]
+
+
+# ---------------------------------------------------------------- issue 11: failures that broke sessions
+
+
+class _Poisoned:
+    """Pickles anywhere; fails to unpickle in process ``pid`` (main)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __reduce__(self):
+        return (_unpickle_poisoned, (self.pid,))
+
+
+def _unpickle_poisoned(pid):
+    if os.getpid() == pid:
+        raise RuntimeError("cannot be unpickled on main")
+    return _Poisoned(pid)
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("str() fails")
+
+
+def _bad_item(kind, main_pid, x):
+    from parallelizer import Parallelizer
+
+    if Parallelizer.lookup(None).on_main:
+        time.sleep(0.02)  # main computes slowly: the servers surely get items of a dynamic map too
+        return x  # only what servers send back is at stake
+    if kind == "unpickles badly on main":
+        return _Poisoned(main_pid)
+    if kind == "cannot be pickled":
+        return threading.Lock()
+    raise _Unprintable()
+
+
+def _bad_results_client(kind, main_pid, parallelizer=None):
+    outcomes = []
+    for schedule in ("dynamic", "static"):
+        try:
+            parallelizer.map(functools.partial(_bad_item, kind, main_pid), range(12), schedule=schedule)
+            outcomes.append("no error")
+        except RemoteError as err:
+            outcomes.append(err.rank >= 1)
+        outcomes.append(parallelizer.map(_square, range(6), schedule=schedule))  # still in step
+    return outcomes
+
+
+@pytest.mark.parametrize("kind", ["unpickles badly on main", "cannot be pickled", "raises with a broken str()"])
+def test_a_bad_result_or_error_from_a_server_leaves_the_session_in_step(par, kind):
+    if par.nprocs == 1:
+        pytest.skip("a group of one has no server whose results travel")
+    result = _run(par, _bad_results_client, kind, os.getpid())
+    if par.on_main:
+        assert result == [True, [0, 1, 4, 9, 16, 25]] * 2
