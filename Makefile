@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= mpi,test,dev,progress,examples,docs
 
-.PHONY: install test test-slow lint format typecheck check demo docs bench clean
+.PHONY: install system-deps test test-slow lint format typecheck check demo docs bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,21 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
+# Debian packages some tests use (as root, installed quietly when missing; the
+# tests that need them skip, saying why, where they cannot be installed):
+# CPython's own concurrent.futures tests, run against par.executor().
+SYSTEM_PACKAGES ?= libpython3.11-testsuite
+
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "installing Debian packages for the tests: $$missing"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null 2>&1 \
+				|| echo "could not install $$missing: the tests that need them will skip"; \
+		fi; \
+	fi
+
 MPIEXEC := $(VENV)/bin/mpiexec
 # Under mpiexec every rank runs pytest; lines are prefixed with the rank.
 MPI_PYTEST := $(PY) -m pytest --with-mpi -q -p no:cacheprovider --capture=sys
@@ -25,7 +40,7 @@ MPI_TIMEOUT := 900
 # The whole suite: unit tests, the conformance suite on the serial and
 # multiprocessing backends, the launcher tests, then the conformance suite and
 # the MPI tests under mpiexec with 1, 2 and 3 ranks.
-test: install
+test: install system-deps
 	$(PY) -m pytest
 	for n in 1 2 3; do \
 		echo "== mpiexec -n $$n =="; \
@@ -55,7 +70,7 @@ typecheck: install
 check: lint typecheck test
 
 # Every example three ways: serially, on 3 local processes, on 3 MPI ranks.
-DEMO_EXAMPLES := run_job map_applier sample_program monte_carlo task_farm fit_model
+DEMO_EXAMPLES := run_job map_applier sample_program monte_carlo task_farm fit_model reduced_basis async_tasks executor
 
 demo: install
 	@for name in $(DEMO_EXAMPLES); do \

@@ -19,7 +19,17 @@ from . import plots
 from .context import RESULTS_DIR
 from .harness import Comparison, read_json
 
-ORDER = ("collectives_mpi", "latency_mpi", "collectives_mp", "maps", "maps_mpi", "startup", "memory")
+ORDER = (
+    "collectives_mpi",
+    "latency_mpi",
+    "collectives_mp",
+    "maps",
+    "maps_mpi",
+    "pools",
+    "pools_mpi",
+    "startup",
+    "memory",
+)
 SUITE = "suite.json"
 """What ``python -m benchmarks`` writes about the whole run: its time and what failed."""
 

@@ -25,7 +25,9 @@ from .base import Parallelizer
 
 USAGE = """\
 python -m parallelizer [-n N] [--pool] script.py [args ...]
+       python -m parallelizer [-n N] [--pool] -m module [args ...]
        python -m parallelizer info"""
+MODULE_MARK = "python-module:"  # how a "-m module" target travels through the argument parsing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         0
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    module = None
+    for index, arg in enumerate(args):  # "-m module": like python, a module instead of a script
+        if not arg.startswith("-") and not _is_count(args, index):
+            break
+        if arg == "-m" and index + 1 < len(args):
+            module = args[index + 1]
+            args = [*args[:index], MODULE_MARK + module, *args[index + 2 :]]
+            break
     parser = argparse.ArgumentParser(
         prog="python -m parallelizer",
         usage=USAGE,
@@ -59,7 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("script", help="the script to run, or 'info'")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     # Everything after the script belongs to the script, even what looks like an option.
-    split = next((i for i, arg in enumerate(args) if not arg.startswith("-") and not _is_count(args, i)), len(args))
+    split = next(
+        (
+            i
+            for i, arg in enumerate(args)
+            if (not arg.startswith("-") or arg.startswith(MODULE_MARK)) and not _is_count(args, i)
+        ),
+        len(args),
+    )
     options = parser.parse_args(args[: split + 1]) if split < len(args) else parser.parse_args(args)
     options.args = args[split + 1 :]
     if options.script == "info" and options.nprocs is None:
@@ -82,7 +99,7 @@ def _is_count(args: list[str], index: int) -> bool:
 
 
 def run_script(path: str, args: Sequence[str]) -> None:
-    """Runs ``path`` as ``__main__`` with ``sys.argv = [path, *args]``.
+    """Runs ``path`` as ``__main__`` with ``sys.argv = [path, *args]`` (``python-module:name``: the module ``name``).
 
     An exception escaping the script aborts the MPI job (or, without MPI,
     exits with status 1) after printing the traceback with the rank.
@@ -97,18 +114,22 @@ def run_script(path: str, args: Sequence[str]) -> None:
 
             run_script("simulate.py", ["--steps", "10"])
     """
-    if not os.path.exists(path):
+    module = path[len(MODULE_MARK) :] if path.startswith(MODULE_MARK) else None
+    if module is None and not os.path.exists(path):
         sys.stderr.write(f"python -m parallelizer: can't open file {path!r}: no such file\n")
         raise SystemExit(2)
-    sys.argv = [path, *args]
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    sys.argv = [module or path, *args]
+    sys.path.insert(0, os.getcwd() if module else os.path.dirname(os.path.abspath(path)))
     launched = env.launcher_world_size()
     if launched is not None and launched[0] > 1:
         # Under mpiexec every rank initializes MPI now, whether the script uses
         # it or not: a failure anywhere can then abort the whole job.
         runtime.load()
     try:
-        runpy.run_path(path, run_name="__main__")
+        if module is not None:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:
         if exc.code in (None, 0) or not runtime.initialized():
             raise  # a plain exit: nobody waits for this process
@@ -173,7 +194,8 @@ def launch(nprocs: int, script: str, args: Sequence[str], *, pool: bool = False)
         sys.stderr.write(f"python -m parallelizer: no mpiexec found; install one with: {runtime.INSTALL_HINT}\n")
         return 2
     command = [mpiexec, *launcher_flags(mpiexec, nprocs), "-n", str(nprocs)]
-    command += [sys.executable, "-m", "parallelizer", *(["--pool"] if pool else []), script, *args]
+    target = ["-m", script[len(MODULE_MARK) :]] if script.startswith(MODULE_MARK) else [script]
+    command += [sys.executable, "-m", "parallelizer", *(["--pool"] if pool else []), *target, *args]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(mpiexec, command)  # replaces this process: never returns

@@ -172,6 +172,17 @@ class MPIParallelizer(Parallelizer):
         self._inflight = [entry for entry in self._inflight if not Request.Testall(entry[0])]
         self._inflight.append(messages.isend_obj(self._comm, obj, dest, tag, what))
 
+    def _check_threads(self) -> None:
+        MPI = self._MPI
+        provided = MPI.Query_thread()
+        if provided < MPI.THREAD_SERIALIZED:
+            names = {MPI.THREAD_SINGLE: "MPI_THREAD_SINGLE", MPI.THREAD_FUNNELED: "MPI_THREAD_FUNNELED"}
+            raise RuntimeError(
+                "a client/server session or executor runs its MPI calls in a thread of its own, which needs "
+                f"MPI_THREAD_SERIALIZED or more; this MPI library was initialized with {names.get(provided, provided)} "
+                "(unset MPI4PY_RC_THREAD_LEVEL, or use an MPI library built with thread support)"
+            )
+
     _idle_wakes_on_messages = False  # MPI has no call that waits for a message or a file descriptor
 
     def _send_later(self, obj: Any, dest: int, tag: int, space: Space) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import semantics
-from ._core import checks
+from ._core import checks, memory
 from ._core.codec import Sealed
 from ._pool import maps
 from ._pool import messages as m
@@ -61,9 +61,18 @@ def _frozen(obj: object) -> bool:
 
 
 def _own_copy(obj: Any) -> Any:
-    """A copy of ``obj`` that shares nothing with it (what a pushing process keeps)."""
+    """A copy of ``obj`` that shares nothing with it (what a pushing process keeps).
+
+    A large array goes into warm memory (:mod:`parallelizer._core.memory`), as
+    the copies the other processes receive do.
+    """
     if semantics.is_exact_ndarray(obj):
-        return obj.copy()
+        import numpy
+
+        fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)
+        copy = memory.empty(obj.shape, obj.dtype, fortran)
+        numpy.copyto(copy, obj)
+        return copy
     return Sealed.of(obj, "the pushed object").open("the pushed object")
 
 

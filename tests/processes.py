@@ -1,9 +1,21 @@
-"""Looking at processes from the tests (Linux /proc)."""
+"""Looking at processes from the tests (Linux /proc), and the mpiexec the tests launch."""
 
 from __future__ import annotations
 
 import os
 import time
+
+
+def require_mpiexec() -> str:
+    """The mpiexec of the installed MPI; fails the module (a broken environment) when there is none."""
+    import pytest
+
+    from parallelizer._mpi import runtime
+
+    mpiexec = runtime.find_mpiexec()
+    if mpiexec is None:  # the test extra installs mpich, so this means a broken environment
+        pytest.fail("no mpiexec found: install the test extras (pip install -e '.[mpi,test]')", pytrace=False)
+    return mpiexec
 
 
 def alive(pid: int) -> bool:

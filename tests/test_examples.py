@@ -35,7 +35,17 @@ BACKEND = {
 
 # Every example script that runs in all three modes below; the Slurm script
 # must launch one of these.
-TESTED_SCRIPTS = {"run_job.py", "map_applier.py", "sample_program.py", "monte_carlo.py", "task_farm.py", "fit_model.py"}
+TESTED_SCRIPTS = {
+    "run_job.py",
+    "map_applier.py",
+    "sample_program.py",
+    "monte_carlo.py",
+    "task_farm.py",
+    "fit_model.py",
+    "reduced_basis.py",
+    "async_tasks.py",
+    "executor.py",
+}
 
 # Variables that would change what lookup(None) picks in the examples.
 _CHOICE_VARS = ("PARALLELIZER", "PARALLELIZER_START_METHOD", "PARALLELIZER_DEBUG")
@@ -167,6 +177,42 @@ def test_task_farm(mode, serial_outputs):
     assert out == serial
     assert "period 2 first at r = 3.002" in out and "period 4 first at r = 3.450" in out
     assert "no period <= 32 (chaos) first at r = 3.570" in out  # the end of the period-doubling cascade
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reduced_basis_pool(mode, serial_outputs):
+    out, serial = _same_as_serial("reduced_basis.py", mode, serial_outputs)
+    assert out == serial  # the same greedy choices and errors on every backend
+    lines = _lines(out)
+    assert lines[0] == "greedy reduced basis over 60 parameter samples:" and len(lines) == 7
+    errors = [float(line.split()[-1]) for line in lines[2:]]
+    assert max(errors) < 1e-2 < float(lines[1].split()[-1])  # the first snapshot removes most of the error
+
+
+def _task_rows(out):
+    return [line for line in _lines(out) if line.startswith("  seed ")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_async_tasks_with_metadata(mode, serial_outputs):
+    out, serial = _same_as_serial("async_tasks.py", mode, serial_outputs)
+    assert _task_rows(out) == _task_rows(serial) and len(_task_rows(out)) == 8
+    assert all("successful=True" in row and "printed 'walk" in row for row in _task_rows(out))
+    assert f"8 tasks, run by {'main' if mode == 'serial' else 'the servers'}" in out
+    assert all(f"walk {seed}: done" in out for seed in range(8))  # what tasks print is shown too
+
+
+@pytest.mark.parametrize("mode", [*MODES, "mpiexec --pool"])
+def test_executor(mode, serial_outputs):
+    if mode == "mpiexec --pool":
+        out = _run([MPIEXEC, "-n", "3", sys.executable, "-m", "parallelizer", "--pool", "examples/executor.py"])
+    else:
+        out, _ = _same_as_serial("executor.py", mode, serial_outputs)
+    backend = BACKEND["mpiexec" if "mpiexec" in mode else mode].split()[0]
+    assert _lines(out) == [
+        f"{backend}: primes below 200000 = 17984",
+        "primes below 30: [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]",
+    ]
 
 
 @pytest.mark.parametrize("mode", MODES)

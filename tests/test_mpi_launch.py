@@ -9,16 +9,12 @@ import subprocess
 import sys
 
 import pytest
-
-from parallelizer._mpi import runtime
+from processes import require_mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAIL = os.path.join(HERE, "scripts", "mpi_fail.py")
-MPIEXEC = runtime.find_mpiexec()
+MPIEXEC = require_mpiexec()
 TIMEOUT = 120
-
-if MPIEXEC is None:  # the test extra installs mpich, so this means a broken environment
-    pytest.fail("no mpiexec found: install the test extras (pip install -e '.[mpi,test]')", pytrace=False)
 
 
 def _run(args, env=None, timeout=TIMEOUT):
@@ -136,3 +132,12 @@ def test_lookup_none_under_mpiexec_picks_mpi_only_with_several_ranks():
     code = "from parallelizer import Parallelizer; print('<' + type(Parallelizer.lookup(None)).__name__ + '>')"
     assert re.findall(r"<(\w+)>", _mpiexec(2, "-c", code).stdout) == ["MPIParallelizer"] * 2
     assert re.findall(r"<(\w+)>", _mpiexec(1, "-c", code).stdout) == ["SerialNonParallelizer"]
+
+
+def test_a_module_runs_like_python_m():
+    result = _run([sys.executable, "-m", "parallelizer", "-m", "timeit", "-n", "2", "-r", "1", "pass"])
+    assert result.returncode == 0, result.stderr
+    assert "2 loops" in result.stdout
+    pooled = _mpiexec(2, "-m", "parallelizer", "--pool", "-m", "timeit", "-n", "2", "-r", "1", "pass")
+    assert pooled.returncode == 0, pooled.stderr
+    assert pooled.stdout.count("2 loops") == 1  # --pool: rank 0 alone runs it

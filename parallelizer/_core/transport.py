@@ -90,6 +90,9 @@ class Transport(abc.ABC):
 
         select.select([] if fd is None else [fd], [], [], seconds if seconds is not None else (None if fd else 0))
 
+    def _check_threads(self) -> None:
+        """Raises ``RuntimeError`` if a thread other than the caller may not use this transport."""
+
     def _replace(self, rank: int, entry: Callable[..., Any]) -> bool:
         """Starts a new process as dead ``rank``, to run ``entry`` in the current run; False if it cannot."""
         return False

@@ -2,9 +2,10 @@
 
 While a task runs, the thread that runs it writes through
 :data:`sys.stdout`/:data:`sys.stderr` into a buffer of its own as well as
-to the real stream; other threads (the client's, on main) write as usual.
-The streams are wrapped once, on the first capture, by a proxy that routes
-each thread's writes.
+to the real stream, a whole line at a time (so the lines of processes that
+print at once do not cut into each other); other threads (the client's, on
+main) write as usual. The streams are wrapped once, on the first capture, by
+a proxy that routes each thread's writes.
 """
 
 from __future__ import annotations
@@ -29,9 +30,19 @@ class _Router(io.TextIOBase):
 
     def write(self, text: str) -> int:
         buffers = getattr(_local, "buffers", None)
-        if buffers is not None:
-            buffers[self.name].write(text)
-        return self.real.write(text)
+        if buffers is None:
+            return self.real.write(text)
+        buffers[self.name].write(text)
+        pending = buffers["_" + self.name]
+        pending.write(text)
+        if "\n" in text:
+            whole, _, rest = pending.getvalue().rpartition("\n")
+            self.real.write(whole + "\n")
+            self.real.flush()
+            pending.seek(0)
+            pending.truncate()
+            pending.write(rest)
+        return len(text)
 
     def flush(self) -> None:
         self.real.flush()
@@ -58,10 +69,16 @@ def _install() -> None:
 def captured() -> Iterator[dict[str, io.StringIO]]:
     """Captures what this thread prints while the block runs: ``{"stdout": ..., "stderr": ...}``."""
     _install()
-    buffers = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    buffers = {name: io.StringIO() for name in ("stdout", "stderr", "_stdout", "_stderr")}
     outer = getattr(_local, "buffers", None)
     _local.buffers = buffers
     try:
         yield buffers
     finally:
         _local.buffers = outer
+        for name in ("stdout", "stderr"):  # a last line without its newline
+            rest = buffers["_" + name].getvalue()
+            if rest:
+                stream = getattr(sys, name)
+                stream.write(rest)
+                stream.flush()

@@ -118,6 +118,8 @@ class Session(Dispatcher):
                 one-caller lock is held by the dispatcher thread meanwhile, so
                 calls on it from any other thread are refused.
         """
+        if self.transport is not None:
+            self.transport._check_threads()
         self.store.__enter__()
         self._initializer = initializer
         started = threading.Event()

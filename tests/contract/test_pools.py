@@ -391,3 +391,24 @@ def _client_holding_a_lock(lock, parallelizer=None):
 
 def test_the_client_and_its_arguments_are_never_pickled(par):
     assert _run(par, _client_holding_a_lock, threading.Lock()) in ([1, 2], None)
+
+
+# ---------------------------------------------------------------- tasks go on while the client computes
+
+
+def _busy_client(parallelizer=None):
+    tasks = [parallelizer.submit(_slow, 0.05, i) for i in range(6)]
+    began = time.time()
+    while time.time() - began < 1.5:  # main computes, never calling into the pool
+        sum(range(1000))
+    computed_until = time.time()
+    last = max(task.metadata["completed"] or 0 for task in tasks)
+    return [task.result(timeout=60) for task in tasks], last, computed_until
+
+
+def test_tasks_run_while_the_client_computes(par):
+    result = _run(par, _busy_client)
+    if par.on_main:
+        values, last_completed, computed_until = result
+        assert values == list(range(6))
+        assert last_completed < computed_until  # all done before main looked at them again
