@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= mpi,test,dev,progress,examples,docs
+EXTRAS ?= mpi,test,dev,progress,examples,docs,integrations
 
-.PHONY: install system-deps test test-slow lint format typecheck check demo docs bench clean
+.PHONY: install system-deps schwimmbad-tests test test-ultranest test-slow lint format typecheck check demo docs bench clean
 
 install: $(STAMP)
 
@@ -15,7 +15,20 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(MAKE) --no-print-directory schwimmbad-tests
 	touch $@
+
+# schwimmbad's own pool tests are only in its sdist (tests/integrations/test_schwimmbad.py runs them).
+SCHWIMMBAD_SHARE := $(VENV)/share/schwimmbad
+
+schwimmbad-tests:
+	@mkdir -p $(SCHWIMMBAD_SHARE)
+	@version=$$($(PY) -c 'import importlib.metadata as m; print(m.version("schwimmbad"))' 2>/dev/null) && \
+	if [ -n "$$version" ] && [ ! -d $(SCHWIMMBAD_SHARE)/schwimmbad-$$version/tests ]; then \
+		$(PY) -m pip download --quiet --no-deps --no-binary :all: "schwimmbad==$$version" -d $(SCHWIMMBAD_SHARE) 2>/dev/null && \
+		tar xzf $(SCHWIMMBAD_SHARE)/schwimmbad-$$version.tar.gz -C $(SCHWIMMBAD_SHARE) || \
+		echo "could not download schwimmbad's sdist: its pool tests will skip"; \
+	fi
 
 # Debian packages some tests use (as root, installed quietly when missing; the
 # tests that need them skip, saying why, where they cannot be installed):
@@ -40,12 +53,19 @@ MPI_TIMEOUT := 900
 # The whole suite: unit tests, the conformance suite on the serial and
 # multiprocessing backends, the launcher tests, then the conformance suite and
 # the MPI tests under mpiexec with 1, 2 and 3 ranks.
-test: install system-deps
+test: install system-deps schwimmbad-tests
 	$(PY) -m pytest
 	for n in 1 2 3; do \
 		echo "== mpiexec -n $$n =="; \
 		timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $$n -prepend-rank $(MPI_PYTEST) tests || exit 1; \
 	done
+
+# ultranest takes comm= (tests/integrations/test_samplers.py runs it on parallelizer.comm.Comm).
+# It has no wheel: installing builds C extensions (1-2 minutes), so `make test` leaves it out.
+test-ultranest: install
+	$(PY) -c 'import ultranest' 2>/dev/null || $(PY) -m pip install --quiet ultranest
+	$(PY) -m pytest -q tests/integrations/test_samplers.py -k ultranest
+	timeout $(MPI_TIMEOUT) $(MPIEXEC) -n 2 -prepend-rank $(MPI_PYTEST) tests/integrations/test_samplers.py -k ultranest
 
 # Long tests, not part of CI: the soak (100,000 mixed collectives per backend)
 # and messages over 2 GiB.

@@ -27,6 +27,7 @@ ORDER = (
     "maps_mpi",
     "pools",
     "pools_mpi",
+    "gridsearch",
     "startup",
     "memory",
 )

@@ -56,6 +56,8 @@ class Parallelizer(Collectives, registry.Choosing):
         self._caller_lock = threading.RLock()  # one caller at a time (calls.exclusive)
         self._caller: str | None = None
         self._watchdog: calls.Watchdog | None = None  # backends whose waits cannot time out themselves
+        self._pool_main = False  # rank 0 of ``python -m parallelizer --pool``: the others serve its executors
+        self._run_threads: set[int] = set()  # the threads of this process inside run()
 
     # ------------------------------------------------------------------
     # identity
@@ -195,9 +197,27 @@ class Parallelizer(Collectives, registry.Choosing):
         checks.check_callable(func, "func")
         if "parallelizer" in kwargs:
             raise TypeError("run() passes parallelizer= to func itself; remove it from the keyword arguments")
+        me = threading.get_ident()
+        if self._run_threads - {me}:
+            raise RuntimeError(
+                "this group is already running in another thread of this process (an executor or pool made "
+                "from main's code keeps it running until shut down): shut that down first, or use it"
+            )
         with self:
             self._begin_run()
-            return self._run(func, args, kwargs)
+            self._run_threads.add(me)
+            try:
+                return self._run(func, args, kwargs)
+            finally:
+                self._run_threads.discard(me)
+
+    def _spmd_here(self) -> bool:
+        """Whether the calling thread runs SPMD code: every process of the group runs it too.
+
+        True under MPI and on workers; on main of a backend with a life of
+        its own outside ``run`` (multiprocessing), only inside ``run``.
+        """
+        return self.nprocs > 1 and self._connected()
 
     def _run(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Executes ``func`` on every process; by default, just here."""
@@ -235,6 +255,26 @@ class Parallelizer(Collectives, registry.Choosing):
         """
         start = registry.resolve("parallelizer.executor:start")
         return start(self, max_workers, initializer, initargs)
+
+    def pool(self, max_workers: int | None = None) -> Any:
+        """A pool object for libraries that take one (``pool=`` of emcee, dynesty, zeus, schwimmbad code).
+
+        On main, this group's executor (``map``, ``starmap``, ``size``,
+        ``close``/``join``/``terminate``, ``is_master``); inside a
+        ``ClientServerRunner`` client, the client's view. In SPMD code the
+        other processes get a pool whose ``wait()`` serves main's until main
+        closes it (schwimmbad's idiom); with ``python -m parallelizer --pool``
+        only rank 0 runs the script and no idiom is needed.
+
+        Example:
+            >>> from parallelizer import MultiprocessingParallelizer
+            >>> pool = MultiprocessingParallelizer(nprocs=2).pool()
+            >>> pool.is_master(), pool.size, list(pool.map(abs, [-1, -2]))
+            (True, 1, [1, 2])
+            >>> pool.close(); pool.join()
+        """
+        start = registry.resolve("parallelizer.executor:start_pool")
+        return start(self, max_workers)
 
     # ------------------------------------------------------------------
     # output

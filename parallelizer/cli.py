@@ -162,10 +162,14 @@ def run_pool(path: str, args: Sequence[str]) -> None:
         except BaseException as exc:
             abort.abort(exc)
         return
+    par._pool_main = True
     context.push(par)  # the script's Parallelizer.lookup() finds the pool's group
     try:
         run_script(path, args)
     finally:
+        from .executor import shut_down_on
+
+        shut_down_on(par)  # executors the script left open (joblib's, say) finish their work first
         end_pool(par)
 
 

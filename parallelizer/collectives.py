@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import semantics
-from ._core import checks, mapping
+from ._core import checks, mapping, outbuf
 from ._core.calls import Watchdog, exclusive
 from ._core.tags import Space
 from ._core.transport import Transport
@@ -24,11 +24,32 @@ from ._core.transport import Transport
 __all__ = ["Collectives"]
 
 
+def _named(call: str, out: Any) -> str:
+    """The collective's name in debug signatures: with ``out=`` it is another call."""
+    return call if out is outbuf.NOT_GIVEN else f"{call}(out=)"
+
+
 class Collectives(Transport):
     """The communicating calls of :class:`~parallelizer.Parallelizer`.
 
     ``broadcast``, ``scatter``, ``gather``, ``allgather``, ``reduce``,
     ``allreduce``, ``barrier``/``wait``, ``map``, ``send`` and ``recv``.
+
+    ``broadcast``, ``scatter``, ``gather``, ``allgather``, ``reduce`` and
+    ``allreduce`` take ``out=``: a process whose result is an array writes it
+    into ``out`` (a C-contiguous, writable array of the result's shape and
+    dtype) and returns ``out``; where the result is ``None`` it is ignored.
+    Pass the keyword on every process or on none (``None`` where there is
+    no array). An ``out`` that cannot take its result raises ``ValueError``
+    naming ``out`` on every process, and nothing is written
+    (:mod:`parallelizer._core.outbuf`).
+
+    Example:
+        >>> import numpy as np
+        >>> from parallelizer import SerialNonParallelizer
+        >>> total = np.empty(3)
+        >>> SerialNonParallelizer().allreduce(np.arange(3.0), out=total) is total
+        True
     """
 
     # set by Parallelizer.__init__
@@ -41,12 +62,13 @@ class Collectives(Transport):
     # collectives: the public contract
 
     @exclusive
-    def broadcast(self, obj: Any, root: int = 0) -> Any:
+    def broadcast(self, obj: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Returns root's ``obj`` on every process.
 
         Args:
             obj: The object to send (on root); ignored elsewhere.
             root: The rank whose object is broadcast.
+            out: An array to receive an array result into (see the class docstring).
 
         Example:
             >>> from parallelizer import SerialNonParallelizer
@@ -55,12 +77,14 @@ class Collectives(Transport):
         """
         root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
-            self._check_collective("broadcast", root)
+            self._check_collective(_named("broadcast", out), root)
         got = self._bcast(obj, root)
+        if out is not outbuf.NOT_GIVEN:
+            return self._receive_into(out, got, "broadcast")
         return semantics.own(got) if self.id == root else got
 
     @exclusive
-    def scatter(self, data: Any, root: int = 0) -> Any:
+    def scatter(self, data: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Returns this process's block of root's sequence.
 
         Blocks are contiguous, in rank order, and their lengths differ by at
@@ -72,6 +96,7 @@ class Collectives(Transport):
         Args:
             data: On root, a list, tuple, range or numpy array; ignored elsewhere.
             root: The rank that holds ``data``.
+            out: An array to receive this process's block into (see the class docstring).
 
         Raises:
             TypeError: Root's ``data`` is not a sequence (raised on every
@@ -85,19 +110,20 @@ class Collectives(Transport):
         root = checks.check_rank(root, self.nprocs, "root")
         refusal = checks.check_root_data(data, "data") if self.id == root else None
         if self._debug:
-            self._check_collective("scatter", root)
+            self._check_collective(_named("scatter", out), root)
         if self.id != root:
             block = self._scatter(None, None, root)
             checks.refused(block)
-            return block
-        if refusal is not None:  # every process raises it, not root alone
+        elif refusal is not None:  # every process raises it, not root alone
             if self.nprocs > 1 and self._connected():
                 self._scatter(refusal, None, root)
             refusal.raise_it()
-        return self._scatter(data, semantics.block_bounds(len(data), self.nprocs), root)
+        else:
+            block = self._scatter(data, semantics.block_bounds(len(data), self.nprocs), root)
+        return block if out is outbuf.NOT_GIVEN else self._receive_into(out, block, "scatter")
 
     @exclusive
-    def gather(self, obj: Any, root: int = 0) -> Any:
+    def gather(self, obj: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Collects every process's ``obj`` on root.
 
         Returns:
@@ -112,11 +138,12 @@ class Collectives(Transport):
         """
         root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
-            self._check_collective("gather", root)
-        return self._gather(obj, root)
+            self._check_collective(_named("gather", out), root)
+        got = self._gather(obj, root)
+        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "gather")
 
     @exclusive
-    def allgather(self, obj: Any) -> Any:
+    def allgather(self, obj: Any, *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Returns on every process what :meth:`gather` gives root.
 
         Example:
@@ -126,11 +153,14 @@ class Collectives(Transport):
             [0, 10]
         """
         if self._debug:
-            self._check_collective("allgather", None)
-        return self._allgather(obj)
+            self._check_collective(_named("allgather", out), None)
+        got = self._allgather(obj)
+        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "allgather")
 
     @exclusive
-    def reduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", root: int = 0) -> Any:
+    def reduce(
+        self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", root: int = 0, *, out: Any = outbuf.NOT_GIVEN
+    ) -> Any:
         """Combines every process's ``obj`` on root.
 
         Args:
@@ -138,6 +168,7 @@ class Collectives(Transport):
             op: ``"sum"``, ``"prod"``, ``"min"``, ``"max"``, or a callable
                 ``f(a, b)``, assumed associative and applied in rank order.
             root: The rank that receives the result.
+            out: On root, an array to receive an array result into (see the class docstring).
 
         Returns:
             The result on root, ``None`` elsewhere.
@@ -150,11 +181,12 @@ class Collectives(Transport):
         func = semantics.resolve_op(op)
         root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
-            self._check_collective("reduce", root)
-        return self._reduce(obj, op, func, root)
+            self._check_collective(_named("reduce", out), root)
+        got = self._reduce(obj, op, func, root)
+        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "reduce")
 
     @exclusive
-    def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum") -> Any:
+    def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Like :meth:`reduce`, with the result on every process.
 
         Example:
@@ -167,8 +199,16 @@ class Collectives(Transport):
         """
         func = semantics.resolve_op(op)
         if self._debug:
-            self._check_collective("allreduce", None)
-        return self._allreduce(obj, op, func)
+            self._check_collective(_named("allreduce", out), None)
+        got = self._allreduce(obj, op, func)
+        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "allreduce")
+
+    def _receive_into(self, out: Any, result: Any, call: str) -> Any:
+        """``result`` written into ``out`` once every process knows every ``out`` can take its result."""
+        mine = outbuf.problem(out, result)
+        together = self.nprocs > 1 and self._connected()
+        outbuf.check_all(self._allgather(mine) if together else [mine], call)
+        return outbuf.write(out, result)
 
     @exclusive
     def barrier(self) -> None:

@@ -27,11 +27,12 @@ import concurrent.futures
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import semantics
-from ._core import checks
+from ._core import checks, context
 from ._core.codec import Sealed
 from ._pool import messages as m
 from ._pool.maps import apply_chunk
@@ -40,7 +41,7 @@ from .base import Parallelizer
 from .pools import PoolCalls, Task
 from .runner import owned_by, serve_session
 
-__all__ = ["Executor", "start"]
+__all__ = ["Executor", "start", "start_pool"]
 
 
 class Executor(concurrent.futures.Executor, PoolCalls):
@@ -61,6 +62,8 @@ class Executor(concurrent.futures.Executor, PoolCalls):
         self._stop = stop
         self._shutdown_lock = threading.Lock()
         self._shut = False
+        self._group: Callable[[], Parallelizer | None] = lambda: None  # whose background session it is
+        _running.add(self)
 
     @property
     def _broken(self) -> str | bool:
@@ -81,19 +84,53 @@ class Executor(concurrent.futures.Executor, PoolCalls):
                 raise RuntimeError("cannot schedule new futures after shutdown")
             return PoolCalls.submit(self, fn, *args, **kwargs)
 
+    def close(self) -> None:
+        """Takes no more work; what was submitted still runs (``shutdown(wait=False)``)."""
+        super().close()
+        self.shutdown(wait=False)
+
+    def join(self) -> None:
+        """Waits until the submitted work is done and the processes left (``close`` first).
+
+        Raises:
+            ValueError: The pool is still running.
+        """
+        if not self._pool_closed:
+            raise ValueError("Pool is still running: call close() or terminate() before join()")
+        self.shutdown(wait=True)
+
+    def terminate(self) -> None:
+        """Cancels what has not started and stops (``shutdown(cancel_futures=True)``)."""
+        super().terminate()
+        self.shutdown(wait=True, cancel_futures=True)
+
     def map(
-        self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None, chunksize: int = 1
-    ) -> Iterator[Any]:
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        callback: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """``fn`` over the iterables, as ``concurrent.futures.Executor.map``: an iterator of results.
 
         Every call is scheduled at once; results come in order, and the first
         that raised raises when reached. ``timeout`` counts from this call;
         ``chunksize`` items travel (and run) together.
 
+        With ``callback`` (what schwimmbad-style code passes), it is called on
+        main with each result in turn, and the results come back as a list.
+
         Raises:
             TimeoutError: A result is not ready ``timeout`` seconds after the call.
             ValueError: ``chunksize`` is less than 1.
         """
+        if callback is not None:
+            results = []
+            for item in self.map(fn, *iterables, timeout=timeout, chunksize=chunksize):
+                callback(item)
+                results.append(item)
+            return results
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         deadline = None if timeout is None else timeout + time.monotonic()
@@ -167,6 +204,48 @@ class _Served:
 
 NO_EXECUTOR = _Served()
 
+_running: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def live_executor(par: Parallelizer) -> Executor | None:
+    """The executor running on ``par``'s processes, from main, and not shut down, if any."""
+    for executor in list(_running):
+        if executor._group() is par and not executor._shut:
+            return executor
+    return None
+
+
+def shut_down_on(par: Parallelizer) -> None:
+    """Shuts down (waiting for their work) the executors still open on ``par``'s processes."""
+    for executor in list(_running):
+        if executor._group() is par:
+            executor.shutdown(wait=True)
+
+
+def _shut_down_at_exit() -> None:
+    """At interpreter exit, before ``atexit`` stops the groups: executors still open finish their work.
+
+    (As ``concurrent.futures`` does; runs in ``threading._shutdown``, while
+    the executors' threads still work.)
+    """
+    for executor in list(_running):
+        executor.shutdown(wait=True)
+
+
+threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]
+
+
+def start_pool(par: Parallelizer, max_workers: int | None) -> Any:
+    """What ``par.pool()`` returns: see :meth:`parallelizer.Parallelizer.pool`."""
+    from .pool_interface import ClientPool, ServingPool
+    from .views import ClientView
+
+    if isinstance(par, ClientView):
+        return ClientPool(par)
+    if par.nprocs > 1 and par._connected() and not par.on_main:
+        return ServingPool(lambda: serve_session(par), par.nprocs - 1, par.id)
+    return start(par, max_workers, None, ())
+
 
 def start(
     par: Parallelizer, max_workers: int | None, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
@@ -187,7 +266,7 @@ def start(
         session = Session(None, [], max_workers, start_message)
         session.begin(local_init)
         return Executor(session, lambda wait: session.end(cancel=False))
-    if not par._connected():  # multiprocessing, from main's own code: a session in the background
+    if not par._spmd_here():  # multiprocessing, from main's own code: a session in the background
         return _in_background(par, servers, max_workers, start_message)
     if not par.on_main:  # SPMD: the others serve until main shuts the executor down
         serve_session(par)
@@ -195,7 +274,9 @@ def start(
     session = Session(par, servers, max_workers, start_message, serve_session)
     running = owned_by(par, session, cancel=False)
     running.__enter__()
-    return Executor(session, lambda wait: running.__exit__(None, None, None))
+    executor = Executor(session, lambda wait: running.__exit__(None, None, None))
+    executor._group = weakref.ref(par)
+    return executor
 
 
 _background: dict[int, tuple[concurrent.futures.Future[Executor], threading.Event, dict[str, Any]]] = {}
@@ -204,12 +285,21 @@ _keys = itertools.count(1)
 
 def _in_background(par: Parallelizer, servers: list[int], max_workers: int | None, start_message: m.Start) -> Executor:
     """Starts the group and runs a session in a thread of main, until the executor shuts down."""
+    for earlier in list(_running):  # one shut down without waiting may still be ending its session
+        if earlier._group() is par and earlier._shut:
+            earlier._stop(True)
+    if live_executor(par) is not None:
+        raise RuntimeError(
+            "this group already serves an executor: shut that one down first, or submit to it "
+            "(one session at a time runs on a group's processes)"
+        )
     made: concurrent.futures.Future[Executor] = concurrent.futures.Future()
     stop = threading.Event()
     key = next(_keys)
     _background[key] = (made, stop, {"servers": servers, "max_workers": max_workers, "start": start_message})
 
     def thread_main() -> None:
+        context.keep_to_this_thread()  # main's lookup(None) stays what it was
         try:
             with par:
                 par.run(_background_session, key)
@@ -218,6 +308,7 @@ def _in_background(par: Parallelizer, servers: list[int], max_workers: int | Non
                 made.set_exception(exc)
         finally:
             _background.pop(key, None)
+            context.keep_to_this_thread(False)
 
     thread = threading.Thread(target=thread_main, name="parallelizer-executor", daemon=True)
     thread.start()
@@ -229,6 +320,7 @@ def _in_background(par: Parallelizer, servers: list[int], max_workers: int | Non
             thread.join()
 
     executor._stop = shut
+    executor._group = weakref.ref(par)
     return executor
 
 

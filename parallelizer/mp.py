@@ -11,6 +11,7 @@ never pickled into a byte stream and nothing is ever left in ``/dev/shm``.
 
 from __future__ import annotations
 
+import threading
 import uuid
 import weakref
 from collections.abc import Callable
@@ -180,6 +181,10 @@ class MultiprocessingParallelizer(Parallelizer):
     def _connected(self) -> bool:
         group = self._group
         return self._endpoint is not None or (group is not None and group.running)
+
+    def _spmd_here(self) -> bool:
+        # main's group may be running for another thread (a background executor's)
+        return self._endpoint is not None or threading.get_ident() in self._run_threads
 
     def _send_to(self, obj: Any, dest: int, tag: int, space: Space) -> None:
         self._ep().send(obj, dest, _KINDS[space], tag, f"the object sent to rank {dest}")

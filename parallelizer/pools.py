@@ -43,6 +43,7 @@ from ._pool.objects import RemoteObject
 from ._pool.outcomes import as_remote_error, remote_error_of, run_on_main
 from ._pool.session import Session
 from ._pool.tasks import Record, Task
+from .pool_interface import PoolInterface
 
 __all__ = ["PoolCalls", "RemoteObject", "Task"]
 
@@ -76,7 +77,7 @@ def _own_copy(obj: Any) -> Any:
     return Sealed.of(obj, "the pushed object").open("the pushed object")
 
 
-class PoolCalls:
+class PoolCalls(PoolInterface):
     """The pool calls of a session (see the module docstring); needs ``self._session``."""
 
     _session: Session
@@ -108,6 +109,9 @@ class PoolCalls:
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], pinned: int | None, job: Any
     ) -> Record:
         return self._open().record(func, args, kwargs, pinned, job)
+
+    def _computing(self) -> int:
+        return max(1, len(self._ranks))
 
     def _everywhere(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Task]:
         """Runs ``func`` on every serving process (pinned) and on main; the tasks in rank order."""
@@ -312,9 +316,10 @@ class PoolCalls:
             >>> ClientServerRunner(client, parallelizer="multiprocessing:2").run()
             [1, 2, 4, 8, 16]
         """
+        self._check_running()
         record = self._record(func, args, kwargs, None, None)
         self._session.submit(record)
-        return record.task
+        return self._track(record.task)
 
     def map_async(self, func: Callable[..., Any], data: Any, **map_options: Any) -> Task:
         """Starts ``map(func, data, **map_options)``; the task's result is what ``map`` returns.

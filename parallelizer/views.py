@@ -113,6 +113,9 @@ class ClientView(_SessionView, PoolCalls):
         super().__init__(inner)
         self._pool_init(session)
 
+    def _computing(self) -> int:
+        return 1 + len(self._ranks)  # main computes its share of a map too
+
     def _check_servers(self) -> None:
         """Raises what a custom server raised outside any task (one failure per call, each once)."""
         failure = self._session.unseen_failure()
@@ -196,8 +199,8 @@ class ClientView(_SessionView, PoolCalls):
         ``data`` may be any iterable (like the builtin ``map``). An exception
         in ``func`` is raised here as ``RemoteError``, naming the rank that ran
         the item (and the item); every process stays ready for the next call.
-        ``callback``, if given, is called with the list of results (as
-        ``multiprocessing.Pool.map_async`` does), for libraries that pass one.
+        ``callback``, if given, is called on main with each result in turn
+        (as schwimmbad's pools do), for libraries that pass one.
 
         Example:
             >>> from parallelizer import ClientServerRunner, RemoteError
@@ -219,9 +222,11 @@ class ClientView(_SessionView, PoolCalls):
                 data = list(data)
             except TypeError:
                 raise TypeError(f"data must be an iterable, not {type(data).__name__}") from None
+        self._check_running()
         result = maps.map_blocking(self._open(), self._ranks, func, data, vectorized, schedule, chunksize, progress)
         if callback is not None:
-            callback(result)
+            for item in result:
+                callback(item)
         return result
 
     def serve(self) -> None:

@@ -7,6 +7,7 @@ fixture ``par``, parametrized here with the backends of this run:
   processes), ``mp2fork`` (fork start method), ``mp3nack`` and ``mp2stream``
   (large buffers streamed through sockets instead of pulled);
 * under ``mpiexec ... pytest --with-mpi``: ``mpi`` (the ranks of COMM_WORLD);
+* ``tests/integrations`` (real scientific libraries): ``serial`` and ``mp2``;
 * ``--backends serial,mp2`` picks explicitly.
 """
 
@@ -22,6 +23,9 @@ if HERE not in sys.path:  # so helper modules import the same way on every proce
     sys.path.insert(0, HERE)
 
 DEFAULT_BACKENDS = ("serial", "mp2", "mp3", "mp2fork", "mp3nack", "mp2stream")
+# tests/integrations runs real libraries (slower): serial and two local processes (and mpi under mpiexec)
+INTEGRATION_BACKENDS = ("serial", "mp2")
+INTEGRATIONS = os.path.join(HERE, "integrations")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,29 +36,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def selected_backends(config: pytest.Config) -> list[str]:
+def selected_backends(config: pytest.Config, path: str = "") -> list[str]:
     chosen = config.getoption("--backends")
     if chosen:
         return [name.strip() for name in chosen.split(",") if name.strip()]
     if config.getoption("--with-mpi", default=False):
         return ["mpi"]
+    if path.startswith(INTEGRATIONS):
+        return list(INTEGRATION_BACKENDS)
     return list(DEFAULT_BACKENDS)
 
 
 def pytest_ignore_collect(collection_path, config: pytest.Config) -> bool | None:
-    """Under mpiexec only the conformance suite and tests/mpi run; otherwise tests/mpi does not."""
+    """Under mpiexec only the conformance suite, tests/integrations and tests/mpi run; otherwise tests/mpi does not."""
     under_mpi = bool(config.getoption("--with-mpi", default=False))
     path = str(collection_path)
     if not under_mpi:
         return os.path.join(HERE, "mpi") in path or None
-    if path == HERE or path.startswith(os.path.join(HERE, "contract")) or path.startswith(os.path.join(HERE, "mpi")):
+    if path == HERE or any(path.startswith(os.path.join(HERE, part)) for part in ("contract", "mpi", "integrations")):
         return None
     return True
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "par" in metafunc.fixturenames:
-        metafunc.parametrize("par", selected_backends(metafunc.config), indirect=True, scope="session")
+        where = str(metafunc.definition.path)
+        metafunc.parametrize("par", selected_backends(metafunc.config, where), indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,52 @@ def test_a_task_that_kills_its_process_fails_alone():
         return parallelizer.map(abs, range(-4, 4), schedule="static")
 
     assert ClientServerRunner(client, parallelizer="multiprocessing:2").run() == [4, 3, 2, 1, 0, 1, 2, 3]
+
+
+def test_a_wake_up_during_drain_is_never_lost(monkeypatch):
+    """Regression: drain() cleared its flag before emptying the pipe, so a wake-up written in
+    between was swallowed with the flag left set, every later wake() was skipped, and a session
+    waiting to hear "the client is done" slept forever (a hang of about one session in fifty)."""
+    import os
+    import select
+
+    from parallelizer._pool import link
+
+    waker = link.Waker()
+    try:
+        waker.wake()
+        real_read = os.read
+        calls = []
+
+        def read_with_a_wake_in_between(fd, size):
+            if not calls:
+                calls.append(fd)
+                waker.wake()  # another thread wakes the side while it drains
+            return real_read(fd, size)
+
+        monkeypatch.setattr(link.os, "read", read_with_a_wake_in_between)
+        waker.drain()
+        monkeypatch.setattr(link.os, "read", real_read)
+        waker.wake()  # must make the next idle return
+        readable, _, _ = select.select([waker.read], [], [], 0.5)
+        assert readable == [waker.read]
+    finally:
+        waker.close()
+
+
+def _looked_up_rank():
+    from parallelizer import Parallelizer
+
+    return Parallelizer.lookup().id
+
+
+def test_an_executor_made_from_main_code_leaves_lookup_alone():
+    """Regression: the executor's background thread ran its group inside ``with par:``, and
+    ``Parallelizer.lookup(None)`` on main started returning that busy group."""
+    from parallelizer import MultiprocessingParallelizer, Parallelizer
+
+    before = Parallelizer.lookup()
+    with MultiprocessingParallelizer(nprocs=2).executor() as executor:
+        assert Parallelizer.lookup() is before
+        assert executor.submit(_looked_up_rank).result(timeout=60) == 1  # the server sees its own
+    assert Parallelizer.lookup() is before

@@ -33,6 +33,7 @@ released), so the next ``run`` starts clean.
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 import signal
 import sys
@@ -50,6 +51,11 @@ from .protocol import MainProtocol
 from .worker import ViewFactory
 
 _live_groups: weakref.WeakSet[Group] = weakref.WeakSet()
+
+
+def _inherited() -> dict[str, Any]:
+    """What a worker takes over from main at set-up: the import path and multiprocessing's key."""
+    return {"sys_path": list(sys.path), "authkey": bytes(multiprocessing.current_process().authkey)}
 
 
 def _stop_all_at_exit() -> None:
@@ -119,7 +125,7 @@ class Group:
                 endpoint.loop.add_sentinel(worker.sentinel, worker.rank)
         self.protocol.exit_status = self._exit_status
         self.endpoint = endpoint
-        setup = {"pids": pids, "sys_path": list(sys.path), **self.settings}
+        setup = {"pids": pids, **_inherited(), **self.settings}
         endpoint.post(setup, self.worker_ranks, wire.Kind.SETUP, 0, "the set-up of the workers")
         self.broken = False
         _live_groups.add(self)
@@ -205,7 +211,7 @@ class Group:
             endpoint.loop.add_sentinel(worker.sentinel, rank)
         endpoint.rejoin(rank, sock, worker.pid)
         self.protocol.excused.discard(rank)
-        setup = {"pids": {0: os.getpid(), rank: worker.pid}, "sys_path": list(sys.path), **self.settings}
+        setup = {"pids": {0: os.getpid(), rank: worker.pid}, **_inherited(), **self.settings}
         endpoint.post(setup, [rank], wire.Kind.SETUP, 0, "the set-up of a replacement worker")
         endpoint.post((entry, (), {}), [rank], wire.Kind.RUN, 0, "the session entry of a replacement worker")
         self.broken = True

@@ -18,6 +18,7 @@ whoever starts it passes ``make_view`` (:mod:`parallelizer.mp` does).
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import socket
@@ -107,6 +108,9 @@ def serve(
         if command.frame.kind == wire.Kind.SETUP:
             setup = command.value("the set-up sent by main")  # pids: already taken by the endpoint
             sys.path[:] = setup["sys_path"]
+            # multiprocessing's key, as its own children get it: Manager proxies and
+            # Connections made by main then work here too
+            multiprocessing.current_process().authkey = setup["authkey"]
             endpoint.timeout = setup["timeout"]
             view = make_view(setup, rank, nprocs, endpoint)
             continue

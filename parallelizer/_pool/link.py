@@ -42,13 +42,19 @@ class Waker:
                 os.write(self.write, b"!")
 
     def drain(self) -> None:
-        """Forgets the wake-ups so far."""
-        self._armed = False
+        """Forgets the wake-ups so far (the caller then looks at what they were about).
+
+        The pipe is emptied before the flag is cleared: the other order
+        lets a wake-up written in between be swallowed while the flag stays
+        set, and every later :meth:`wake` would then be skipped (a session
+        that never hears it should end).
+        """
         try:
             while os.read(self.read, 4096):
                 pass
         except BlockingIOError:
             pass
+        self._armed = False
 
     def close(self) -> None:
         """Closes the pipe."""

@@ -1,0 +1,103 @@
+"""``out=``: receiving a collective's array result into the caller's own array.
+
+The rule (API.md, "Receiving into your own array"): a process whose result
+is an array writes it into ``out`` and returns ``out``; a process whose
+result is ``None`` (off root, for ``gather``/``reduce``) ignores ``out``. An
+``out`` that cannot take the result (not an array, read-only, not
+C-contiguous, another shape or dtype) raises ``ValueError`` naming ``out``
+on every process, and nothing is written.
+
+Passing the keyword is part of the call, like ``root``: every process
+passes ``out=`` (``None`` where it has no array), or none does. After the
+data has moved, the processes exchange their verdicts (:func:`problem`) in
+one small step, so every process raises the same error before any ``out``
+is written.
+
+Example:
+    >>> import numpy as np
+    >>> problem(np.zeros(3), np.arange(3.0)) is None
+    True
+    >>> problem(np.zeros(4), np.arange(3.0))
+    'out has shape (4,), the result has shape (3,)'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["NOT_GIVEN", "check_all", "problem", "write"]
+
+
+class _NotGiven:
+    """The default of ``out``: the keyword was not passed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+
+def _is_array(obj: object) -> bool:
+    import sys
+
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(obj, numpy.ndarray)
+
+
+def problem(out: Any, result: Any) -> str | None:
+    """Why ``out`` cannot receive ``result`` on this process, or ``None`` if it can (or is ignored).
+
+    Example:
+        >>> import numpy as np
+        >>> problem(None, np.zeros(2)) is None, problem(np.zeros(2), None) is None
+        (True, True)
+        >>> problem(np.zeros(2, dtype=np.float32), np.zeros(2))
+        'out has dtype float32, the result has dtype float64'
+    """
+    if out is None or result is None:
+        return None
+    if not _is_array(out):
+        return f"out must be a numpy array (or None), not {type(out).__name__}"
+    if type(out).__name__ == "MaskedArray":
+        return "out must be a plain numpy array, not a masked array"
+    if not _is_array(result):
+        return f"the result here is a {type(result).__name__}, not a numpy array: out= cannot receive it"
+    if not out.flags.writeable:
+        return "out is read-only"
+    if not out.flags.c_contiguous:
+        return "out must be C-contiguous"
+    if out.shape != result.shape:
+        return f"out has shape {out.shape}, the result has shape {result.shape}"
+    if out.dtype != result.dtype:
+        return f"out has dtype {out.dtype}, the result has dtype {result.dtype}"
+    return None
+
+
+def check_all(problems: list[str | None], call: str) -> None:
+    """Raises ``ValueError`` naming ``out`` if any process's ``out`` cannot take its result.
+
+    Args:
+        problems: Every process's :func:`problem`, in rank order (the same list everywhere).
+        call: The collective, for the message.
+    """
+    bad = [(rank, text) for rank, text in enumerate(problems) if text is not None]
+    if bad:
+        said = "; ".join(f"rank {rank}: {text}" for rank, text in bad)
+        raise ValueError(f"{call}(out=...): {said} (nothing was written)")
+
+
+def write(out: Any, result: Any) -> Any:
+    """``result`` written into ``out`` (returns ``out``); ``result`` itself where ``out`` is ignored."""
+    if out is None or result is None:
+        return result
+    if out is not result:
+        import numpy
+
+        numpy.copyto(out, result, casting="no")
+    return out

@@ -1,0 +1,176 @@
+"""``out=``: collectives receive into the caller's own array (API.md, "Receiving into your own array").
+
+On every backend: a process whose result is an array writes it into ``out``
+and returns ``out`` itself; a process whose result is ``None`` ignores it;
+an ``out`` that cannot take the result raises ``ValueError`` naming ``out``
+on every process and nothing is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from backends import debug_twin, spmd
+
+from parallelizer import CollectiveMismatchError
+
+SENTINEL = -7.0
+
+
+def _fresh(shape, dtype=float):
+    return np.full(shape, SENTINEL, dtype=dtype)
+
+
+def _all_calls_body(parallelizer):
+    n, me = parallelizer.nprocs, parallelizer.id
+    main = parallelizer.on_main
+    checks = []
+
+    out = _fresh(4)
+    got = parallelizer.broadcast(np.arange(4.0) if main else None, out=out)
+    checks.append(got is out and (out == np.arange(4.0)).all())
+
+    rows = 2 * n + 1
+    from parallelizer.semantics import block_bounds
+
+    start, stop = block_bounds(rows, n)[me]
+    out = _fresh((stop - start, 3))
+    got = parallelizer.scatter(np.arange(rows * 3.0).reshape(rows, 3) if main else None, out=out)
+    checks.append(got is out and (out == np.arange(rows * 3.0).reshape(rows, 3)[start:stop]).all())
+
+    mine = np.full((2, 2), float(me))
+    out = _fresh((2 * n, 2)) if main else None
+    got = parallelizer.gather(mine, out=out)
+    want = np.repeat(np.arange(n, dtype=float), 2)[:, None] * np.ones((1, 2))
+    checks.append(got is out and (out == want).all() if main else got is None)
+
+    out = _fresh((2 * n, 2))
+    got = parallelizer.allgather(mine, out=out)
+    checks.append(got is out and (out == want).all())
+
+    out = _fresh(3) if main else None
+    got = parallelizer.reduce(np.full(3, me + 1.0), out=out)
+    checks.append(got is out and (out == n * (n + 1) / 2).all() if main else got is None)
+
+    out = _fresh(3, np.int64)
+    got = parallelizer.allreduce(np.full(3, me + 1, dtype=np.int64), op="max", out=out)
+    checks.append(got is out and (out == n).all())
+
+    out = _fresh(3)
+    got = parallelizer.allreduce(np.full(3, me + 1.0), op=lambda a, b: a * b, out=out)
+    checks.append(got is out and np.allclose(out, float(np.prod(np.arange(1, n + 1)))))
+    return parallelizer.allgather(checks)
+
+
+def test_every_collective_writes_into_out_and_returns_it(par):
+    got = spmd(par, _all_calls_body)
+    if par.on_main:
+        for rank, checks in enumerate(got):
+            assert checks == [True] * 7, f"rank {rank}: {checks}"
+
+
+def _ignored_off_root_body(parallelizer):
+    spare = _fresh(5)  # off root the result is None: out is ignored, untouched
+    got = parallelizer.gather(np.zeros(1), out=_fresh(parallelizer.nprocs) if parallelizer.on_main else spare)
+    untouched = (spare == SENTINEL).all()
+    return parallelizer.allgather((got is None) != parallelizer.on_main and untouched)
+
+
+def test_out_is_ignored_where_the_result_is_none(par):
+    got = spmd(par, _ignored_off_root_body)
+    if par.on_main:
+        assert got == [True] * par.nprocs
+
+
+BAD_OUTS = {
+    "shape": "shape",
+    "dtype": "dtype",
+    "read-only": "read-only",
+    "layout": "C-contiguous",
+    "not an array": "numpy array",
+}
+
+
+def _wrong(kind, shape):
+    """An ``out`` for a float64 result of ``shape`` that is wrong in one way."""
+    if kind == "shape":
+        return _fresh(99)
+    if kind == "dtype":
+        return _fresh(shape, np.float32)
+    if kind == "read-only":
+        out = _fresh(shape)
+        out.flags.writeable = False
+        return out
+    if kind == "layout":
+        return np.asfortranarray(_fresh(shape))
+    return [SENTINEL] * 4
+
+
+def _bad_out_body(kind, call, parallelizer):
+    n = parallelizer.nprocs
+    shape = (2 * n, 2) if call in ("gather", "allgather") else (2, 2)
+    culprit = 0 if call == "gather" else n - 1  # one process's out is wrong; every process must raise
+    fine = None if call == "gather" else _fresh(shape)
+    out = _wrong(kind, shape) if parallelizer.id == culprit else fine
+    mine = np.ones((2, 2))
+    raised = None
+    try:
+        if call == "broadcast":
+            parallelizer.broadcast(mine if parallelizer.on_main else None, out=out)
+        elif call == "gather":
+            parallelizer.gather(mine, out=out)
+        elif call == "allgather":
+            parallelizer.allgather(mine, out=out)
+        else:
+            parallelizer.allreduce(mine, out=out)
+    except ValueError as exc:
+        raised = str(exc)
+    untouched = not isinstance(out, np.ndarray) or (out == SENTINEL).all()
+    return parallelizer.allgather((raised, untouched))
+
+
+@pytest.mark.parametrize("kind", list(BAD_OUTS))
+@pytest.mark.parametrize("call", ["broadcast", "gather", "allgather", "allreduce"])
+def test_an_out_that_cannot_take_the_result_raises_on_every_process_and_nothing_is_written(par, call, kind):
+    got = spmd(par, _bad_out_body, kind, call)
+    if par.on_main:
+        words = BAD_OUTS[kind]
+        for rank, (raised, untouched) in enumerate(got):
+            assert raised is not None, f"rank {rank} did not raise"
+            assert "out" in raised and words in raised, raised
+            assert untouched, f"rank {rank}'s out was written"
+
+
+def _scalar_result_body(parallelizer):
+    try:
+        parallelizer.allreduce(1, out=np.zeros(1))
+    except ValueError as exc:
+        return parallelizer.allgather("not a numpy array" in str(exc))
+    return parallelizer.allgather(False)
+
+
+def test_out_for_a_result_that_is_not_an_array_raises(par):
+    got = spmd(par, _scalar_result_body)
+    if par.on_main:
+        assert got == [True] * par.nprocs
+
+
+def _mixed_body(parallelizer):
+    twin = parallelizer
+    try:
+        if twin.on_main:
+            twin.allreduce(np.ones(2), out=np.zeros(2))
+        else:
+            twin.allreduce(np.ones(2))
+    except CollectiveMismatchError as exc:
+        return twin.allgather("out=" in str(exc))
+    return twin.allgather(False)
+
+
+def test_debug_mode_reports_out_passed_on_some_processes_only(par):
+    if par.nprocs == 1:
+        pytest.skip("one process cannot disagree with itself")
+    with debug_twin(par) as twin:
+        got = spmd(twin, _mixed_body)
+    if twin.on_main:
+        assert got == [True] * par.nprocs
