@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= mpi,test,dev,progress,examples,docs,integrations
 
-.PHONY: install system-deps schwimmbad-tests test test-ultranest test-slow lint format typecheck check demo docs bench clean
+.PHONY: install system-deps schwimmbad-tests test test-cluster test-ultranest test-slow lint format typecheck check demo docs bench clean
 
 install: $(STAMP)
 
@@ -52,13 +52,26 @@ MPI_TIMEOUT := 900
 
 # The whole suite: unit tests, the conformance suite on the serial and
 # multiprocessing backends, the launcher tests, then the conformance suite and
-# the MPI tests under mpiexec with 1, 2 and 3 ranks.
+# the MPI tests under mpiexec with 1, 2 and 3 ranks, then the cluster tests.
 test: install system-deps schwimmbad-tests
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/cluster
 	for n in 1 2 3; do \
 		echo "== mpiexec -n $$n =="; \
 		timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $$n -prepend-rank $(MPI_PYTEST) tests || exit 1; \
 	done
+	$(MAKE) --no-print-directory test-cluster
+
+# Beyond one node (tests/cluster, as root on Linux): the MPI conformance suite
+# across 2 and 3 virtual hosts (network namespaces), a private Slurm cluster
+# (Debian's slurm-wlm + munge, installed quietly when missing) with one node
+# and with two nodes on two virtual hosts. Where the machine does not allow
+# them the tests skip and say why; PARALLELIZER_CLUSTER_TESTS=0 skips them.
+CLUSTER_TIMEOUT := 1800
+
+test-cluster: install
+	@echo "== cluster tests (virtual hosts, Slurm) =="
+	@$(PY) tests/cluster/system.py install
+	timeout $(CLUSTER_TIMEOUT) $(PY) -m pytest -ra tests/cluster
 
 # ultranest takes comm= (tests/integrations/test_samplers.py runs it on parallelizer.comm.Comm).
 # It has no wheel: installing builds C extensions (1-2 minutes), so `make test` leaves it out.

@@ -10,6 +10,10 @@
 #
 # Adjust the resources, the account/partition lines and the module names to
 # your cluster (`sinfo`, `module avail`).
+#
+# Tested (tests/cluster/test_slurm.py, part of `make test`) on a private Slurm
+# 22.05 cluster (Debian's slurm-wlm, munge, MpiDefault=pmi2) with the mpich
+# wheel: as written on 2 nodes (two virtual hosts) x 4 tasks, and on 1 node.
 #SBATCH --job-name=parallelizer-demo
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=4

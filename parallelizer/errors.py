@@ -39,6 +39,8 @@ class RemoteError(ParallelizerError, RuntimeError):
 
     Attributes:
         rank: Rank of the process that failed.
+        host: Name of the host it ran on (``socket.gethostname()`` there),
+            or ``""`` when unknown.
         exc_type: Name of the remote exception's type (e.g. ``"ValueError"``).
         message: The remote exception's message (``str(exc)``).
         remote_traceback: The remote traceback, formatted as text.
@@ -61,6 +63,8 @@ class RemoteError(ParallelizerError, RuntimeError):
 
         >>> str(RemoteError(2, "ValueError", "bad input"))
         'rank 2 raised ValueError: bad input'
+        >>> str(RemoteError(2, "ValueError", "bad input", host="node1"))
+        'rank 2 on node1 raised ValueError: bad input'
     """
 
     def __init__(
@@ -69,8 +73,10 @@ class RemoteError(ParallelizerError, RuntimeError):
         exc_type: str,
         message: str = "",
         remote_traceback: str = "",
+        host: str = "",
     ) -> None:
         self.rank = rank
+        self.host = host
         self.exc_type = exc_type
         self.message = message
         self.remote_traceback = remote_traceback
@@ -86,18 +92,21 @@ class RemoteError(ParallelizerError, RuntimeError):
         """
         return self.remote_traceback
 
+    def _where(self) -> str:
+        return f"rank {self.rank} on {self.host}" if self.host else f"rank {self.rank}"
+
     def _headline(self) -> str:
-        text = f"rank {self.rank} raised {self.exc_type}"
+        text = f"{self._where()} raised {self.exc_type}"
         return f"{text}: {self.message}" if self.message else text
 
     def __str__(self) -> str:
         if not self.remote_traceback:
             return self._headline()
         body = self.remote_traceback.rstrip("\n")
-        return f"{self._headline()}\n\nRemote traceback (rank {self.rank}):\n{body}"
+        return f"{self._headline()}\n\nRemote traceback ({self._where()}):\n{body}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.rank, self.exc_type, self.message, self.remote_traceback))
+        return (type(self), (self.rank, self.exc_type, self.message, self.remote_traceback, self.host))
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -15,12 +15,27 @@ def test_remote_error_carries_rank_type_and_traceback():
     assert text.startswith("rank 3 raised KeyError: 'x'")
     assert "Remote traceback (rank 3)" in text and "KeyError: 'x'" in text.splitlines()[-1]
     assert err.traceback == err.remote_traceback
+    assert err.host == ""
+
+
+def test_remote_error_names_the_host_it_came_from():
+    err = RemoteError(3, "KeyError", "'x'", "Traceback ...\nKeyError: 'x'\n", host="node2")
+    assert err.host == "node2"
+    assert str(err).startswith("rank 3 on node2 raised KeyError: 'x'")
+    assert "Remote traceback (rank 3 on node2)" in str(err)
 
 
 def test_errors_survive_pickling():
-    for err in (RemoteError(1, "ValueError", "bad", "tb"), WorkerTerminatedError(2, -9), WorkerTerminatedError(1, 3)):
+    errors = (
+        RemoteError(1, "ValueError", "bad", "tb"),
+        RemoteError(1, "E", "m", "tb", host="n1"),
+        WorkerTerminatedError(2, -9),
+        WorkerTerminatedError(1, 3),
+    )
+    for err in errors:
         clone = pickle.loads(pickle.dumps(err))
         assert type(clone) is type(err) and str(clone) == str(err) and clone.rank == err.rank
+        assert clone.host == err.host
 
 
 def test_worker_terminated_names_signal_or_exit_code():

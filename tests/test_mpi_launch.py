@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -35,6 +36,7 @@ def test_exception_in_run_aborts_the_whole_job(nprocs):
     result = _mpiexec(nprocs, FAIL, "raise-in-run", str(failing))
     assert result.returncode != 0
     assert f"[rank {failing}] ValueError: rank {failing} cannot go on" in result.stderr
+    assert f"[rank {failing}] rank {failing} on {socket.gethostname()} aborts the MPI job: ValueError" in result.stderr
     assert "<result" not in result.stdout
 
 

@@ -3,8 +3,10 @@
 An exception that escapes ``func`` in ``MPIParallelizer.run`` (or a script run
 with ``python -m parallelizer``) would leave the other ranks waiting forever
 in their next collective. Instead the failing rank writes its traceback to
-stderr, every line prefixed with its rank, flushes, and calls ``MPI_Abort``
-on ``COMM_WORLD``, which ends every process of the job with a non-zero status.
+stderr, every line prefixed with its rank, under a line that names its rank
+and host (``[rank 3] rank 3 on node2 aborts the MPI job: ValueError``),
+flushes, and calls ``MPI_Abort`` on ``COMM_WORLD``, which ends every process
+of the job with a non-zero status.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ def report(exc: BaseException, rank: int | None) -> None:
     user's script does.
     """
     prefix = f"[rank {rank}] " if rank is not None else ""
-    lines = remote.format_traceback(exc, _first_user_frame(exc.__traceback__)).splitlines()
+    where = f"rank {rank} on {remote.HOST}" if rank is not None else remote.HOST
+    headline = f"{where} aborts the MPI job: {remote.type_name(exc)}"
+    lines = [headline, *remote.format_traceback(exc, _first_user_frame(exc.__traceback__)).splitlines()]
     text = "\n".join(prefix + line for line in lines) + "\n"
     with contextlib.suppress(Exception):
         sys.stdout.flush()

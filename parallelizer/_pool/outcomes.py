@@ -12,7 +12,6 @@ that sent it.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +21,6 @@ from ..errors import RemoteError, SerializationError
 from . import messages as m
 from .capture import captured
 from .tasks import Task
-
-HOST = socket.gethostname()
 
 
 def run_on_main(task: Task, call: Callable[[], Any]) -> None:
@@ -37,7 +34,7 @@ def run_on_main(task: Task, call: Callable[[], Any]) -> None:
             error = exc
     task.metadata.update(
         rank=0,
-        host=HOST,
+        host=remote.HOST,
         started=started,
         completed=time.time(),
         stdout=output["stdout"].getvalue(),

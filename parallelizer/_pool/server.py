@@ -18,7 +18,6 @@ sent back as that task's outcome, and the server goes on.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import deque
 from typing import Any
@@ -78,7 +77,7 @@ class Server:
         self.link = Link(transport)
         self.session = start.session
         self.store = Store(start.session)
-        self.host = socket.gethostname()
+        self.host = remote.HOST
         self.stopped = False
         self.failed_initializer = False
         self._held: deque[Any] = deque()  # messages a custom server's own call did not take

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 import threading
 
 import numpy as np
@@ -195,6 +196,7 @@ def test_exceptions_that_resist_reporting_still_become_remote_errors(par, kind):
         par.run(_raising_body, "unprintable" if kind == "unprintable" else "bomb", os.getpid())
     err = info.value
     assert err.rank == par.nprocs - 1
+    assert err.host == socket.gethostname()  # local processes: this host
     if kind == "unprintable":
         assert err.exc_type.endswith("UnprintableError")
         assert "str() raised RuntimeError" in err.message
