@@ -14,7 +14,8 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@# PYTHONWARNINGS: setuptools' "Editable installation" banner is a warning, printed despite --quiet
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	$(MAKE) --no-print-directory schwimmbad-tests
 	touch $@
 
