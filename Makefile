@@ -33,8 +33,9 @@ schwimmbad-tests:
 
 # Debian packages some tests use (as root, installed quietly when missing; the
 # tests that need them skip, saying why, where they cannot be installed):
-# CPython's own concurrent.futures tests, run against par.executor().
-SYSTEM_PACKAGES ?= libpython3.11-testsuite
+# CPython's own concurrent.futures tests, run against par.executor(); Open MPI's
+# mpiexec, the "wrong launcher" of tests/test_wrong_launcher.py.
+SYSTEM_PACKAGES ?= libpython3.11-testsuite openmpi-bin
 
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

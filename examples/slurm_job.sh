@@ -52,6 +52,8 @@ export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
 # 2. Launch. srun starts one Python process per task (8 here). The MPI library
 #    talks to srun through PMI2 or PMIx: if the cluster's documentation says
 #    so, add `--mpi=pmix` or `--mpi=pmi2` (`srun --mpi=list` shows the choices).
+#    With option (a), the mpich wheel, use `--mpi=pmi2`: the wheel has no PMIx
+#    (under `--mpi=pmix` parallelizer raises LaunchMismatchError saying so).
 srun python examples/monte_carlo.py
 
 # Or with the MPI library's own launcher (it reads the allocation from Slurm).

@@ -6,7 +6,14 @@
                                                    # uncaught exception aborts the MPI job
     python -m parallelizer -n 4 script.py [args]   # the same on 4 ranks, through the
                                                    # mpiexec of the installed MPI
-    python -m parallelizer info                    # versions, MPI, mpiexec, backends
+    python -m parallelizer info                    # versions, MPI, mpiexec, backends, problems
+
+``info`` never initializes MPI, so it also works where MPI cannot start
+(under another MPI's ``mpiexec``). It ends with a line per problem it finds:
+``error`` for what makes runs fail (a launcher of another MPI, a
+``PARALLELIZER`` value that names no parallelizer), ``warning`` for what
+may (the ``mpiexec`` first on ``PATH`` belongs to another MPI); its exit
+status is 1 when there is an error, else 0.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ import runpy
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, registry
 from ._core import context, env
 from ._mpi import abort, runtime
 from .base import Parallelizer
+from .errors import LaunchMismatchError
 
 USAGE = """\
 python -m parallelizer [-n N] [--pool] script.py [args ...]
@@ -80,16 +88,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(args[: split + 1]) if split < len(args) else parser.parse_args(args)
     options.args = args[split + 1 :]
     if options.script == "info" and options.nprocs is None:
-        print(info())
-        return 0
+        text, status = _report()
+        print(text)
+        return status
     if options.nprocs is not None:
         if options.nprocs < 1:
             parser.error("-n must be at least 1")
         return launch(options.nprocs, options.script, options.args, pool=options.pool)
-    if options.pool:
-        run_pool(options.script, options.args)
-    else:
-        run_script(options.script, options.args)
+    try:
+        if options.pool:
+            run_pool(options.script, options.args)
+        else:
+            run_script(options.script, options.args)
+    except LaunchMismatchError as exc:  # raised before MPI started: nothing to abort
+        sys.stderr.write(f"python -m parallelizer: LaunchMismatchError: {exc}\n")
+        return 1
     return 0
 
 
@@ -193,7 +206,7 @@ def launch(nprocs: int, script: str, args: Sequence[str], *, pool: bool = False)
 
             launch(4, "simulate.py", ["--steps", "10"])
     """
-    mpiexec = runtime.find_mpiexec()
+    mpiexec = runtime.find_mpiexec(runtime.library_family()) or runtime.find_mpiexec()
     if mpiexec is None:
         sys.stderr.write(f"python -m parallelizer: no mpiexec found; install one with: {runtime.INSTALL_HINT}\n")
         return 2
@@ -233,9 +246,9 @@ def launcher_flags(mpiexec: str, nprocs: int) -> list[str]:
 
 
 def info() -> str:
-    """The versions, the MPI set-up, the backends, and what ``lookup(None)`` picks.
+    """The versions, the MPI set-up, the backends, what ``lookup(None)`` picks, and the problems found.
 
-    The text ``python -m parallelizer info`` prints.
+    The text ``python -m parallelizer info`` prints. MPI is not initialized.
 
     Example:
         >>> from parallelizer.cli import info
@@ -244,6 +257,11 @@ def info() -> str:
         mpiexec      ...
         lookup(None) ...
     """
+    return _report()[0]
+
+
+def _report() -> tuple[str, int]:
+    """The text of :func:`info` and the exit status of ``info``: 1 when it found an error."""
     lines = [
         f"parallelizer {__version__}",
         f"python       {platform.python_version()} ({sys.executable})",
@@ -251,13 +269,16 @@ def info() -> str:
         f"cloudpickle  {_version_of('cloudpickle')}",
         f"mpi4py       {_version_of('mpi4py')}",
     ]
-    mpi_state = "not available"
+    errors: list[str] = []
+    warnings: list[str] = []
     try:
         mpi_state = runtime.library_version()
+        mismatch = runtime.launch_problem()
+        path_warning = None if env.launcher_world_size() else runtime.path_problem()
     except ImportError as exc:
-        mpi_state = f"not available ({exc})"
+        mpi_state, mismatch, path_warning = f"not available ({exc})", None, None
     lines.append(f"MPI library  {mpi_state}")
-    mpiexec = runtime.find_mpiexec()
+    mpiexec = runtime.find_mpiexec(runtime.library_family()) or runtime.find_mpiexec()
     flavor = f" ({runtime.mpiexec_flavor(mpiexec)})" if mpiexec else ""
     lines.append(f"mpiexec      {mpiexec or 'not found: ' + runtime.INSTALL_HINT}{flavor}")
     from ._mp import cma, launch
@@ -268,12 +289,38 @@ def info() -> str:
         f"{', '.join(launch.START_METHODS)}; large arrays by "
         f"{'cross-memory attach' if cma.AVAILABLE else 'socket streaming'})"
     )
-    lines.append(f"             mpi: {'available' if mpiexec and 'not available' not in mpi_state else mpi_state}")
-    found = env.launcher_world_size()
-    launcher = f"{found[1]}={found[0]}" if found else "none (not started by mpiexec/srun)"
-    lines.append(f"launcher     {launcher}")
+    if mismatch is not None:
+        mpi_line = "not usable here: started by another MPI's launcher (see the error below)"
+    else:
+        mpi_line = "available" if mpiexec and not mpi_state.startswith("not available") else mpi_state
+    lines.append(f"             mpi: {mpi_line}")
+    lines.append(f"launcher     {_launcher_line()}")
     lines.append(f"lookup(None) {Parallelizer.explain_lookup()}")
-    return "\n".join(lines)
+    if mismatch is not None:
+        errors.append(f"LaunchMismatchError: {mismatch}")
+    if registry.lookup_error() is not None:
+        errors.append(
+            f"{env.BACKEND_VAR}={env.backend_spec()!r} is invalid, so lookup(None) raises (see above): set it to "
+            f"one of {', '.join(registry.known_names())} (a name, or name:N), or unset it"
+        )
+    if path_warning is not None:
+        warnings.append(path_warning)
+    lines += [f"error        {text}" for text in errors] + [f"warning      {text}" for text in warnings]
+    return "\n".join(lines), 1 if errors else 0
+
+
+def _launcher_line() -> str:
+    """Who started this process, for :func:`info`."""
+    from ._mpi import launcher
+
+    announced = env.launcher_world_size()
+    started_by = launcher.detect(env.launcher_variables())
+    if started_by is not None:
+        count = f", {started_by.size} processes" if started_by.size is not None else ""
+        return f"{started_by.name}{count} ({started_by.evidence})"
+    if announced is not None:
+        return f"{announced[1]}={announced[0]}"
+    return "none (not started by mpiexec/srun)"
 
 
 def _version_of(name: str) -> str:

@@ -224,11 +224,27 @@ class SerializationError(ParallelizerError, TypeError):
 
 
 class LaunchMismatchError(ParallelizerError, RuntimeError):
-    """The launcher started several ranks, but MPI sees a world of one.
+    """The ``mpiexec`` that started this process belongs to another MPI library than mpi4py's.
 
     The classic "wrong mpiexec": an ``mpiexec`` from one MPI library (say the
-    system's Open MPI) started processes linked against another (mpi4py's),
-    so every process initializes alone.
+    system's Open MPI) started processes linked against another (mpi4py's,
+    say the ``mpich`` wheel). Left alone, MPICH would abort inside
+    ``MPI_Init`` ("unsupported PMI version PMIx") and Open MPI would start
+    every process alone, in a world of one. It is raised before MPI is
+    initialized when the launcher's environment shows the mismatch (see
+    :mod:`parallelizer._mpi.launcher`), otherwise after, when the launcher
+    announced several processes but MPI sees one. The message names the
+    ``mpiexec`` to use instead.
+
+    Example:
+        Debian's Open MPI ``mpiexec`` launching a venv whose mpi4py uses the
+        ``mpich`` wheel::
+
+            $ mpiexec -n 2 python -c "from parallelizer import MPIParallelizer; MPIParallelizer()"
+            parallelizer.errors.LaunchMismatchError: this process was started by Open MPI's mpiexec
+            (OMPI_COMM_WORLD_SIZE=2), but mpi4py uses MPICH 5.0.2, which cannot join its jobs (...).
+            Launch with the mpiexec of MPICH: '/venv/bin/mpiexec -n 2 python script.py', or let
+            parallelizer find it: 'python -m parallelizer -n 2 script.py'.
     """
 
 

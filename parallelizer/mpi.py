@@ -57,8 +57,9 @@ class MPIParallelizer(Parallelizer):
     Raises:
         ImportError: mpi4py is not installed (says how to install it).
         TypeError: ``comm`` is not an intracommunicator.
-        LaunchMismatchError: The launcher started several ranks but MPI sees
-            one (an ``mpiexec`` from another MPI library).
+        LaunchMismatchError: An ``mpiexec`` of another MPI library started this
+            process (found before MPI is initialized), or the launcher started
+            several ranks but MPI sees one.
 
     Example:
         Run with ``mpiexec -n 4 python script.py``::

@@ -29,7 +29,15 @@ from typing import Any, TypeVar
 
 from ._core import context, env
 
-__all__ = ["ENTRY_POINT_GROUP", "known_names", "parse_spec", "register", "automatic_choice", "explain"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "known_names",
+    "parse_spec",
+    "register",
+    "automatic_choice",
+    "lookup_error",
+    "explain",
+]
 
 ENTRY_POINT_GROUP = "parallelizer.backends"
 """The entry-point group through which installed packages add backends.
@@ -166,23 +174,59 @@ def automatic_choice() -> tuple[object, dict[str, Any], str]:
     """What ``lookup(None)`` builds outside any ``with`` block.
 
     Returns:
-        ``(parallelizer or name, options, reason)``.
+        ``(parallelizer or name, options, where)``; ``where`` names what
+        chose it, for error messages.
     """
+    return _choice()[:3]
+
+
+def _choice() -> tuple[object, dict[str, Any], str, str]:
+    """:func:`automatic_choice`, plus why, as a clause that follows "because"."""
     spec = env.backend_spec()
     if spec is not None:
         name, spec_options = parse_spec(spec, f"the environment variable {env.BACKEND_VAR}")
-        return name, spec_options, f"the environment variable {env.BACKEND_VAR}={spec!r}"
+        where = f"the environment variable {env.BACKEND_VAR}={spec!r}"
+        return name, spec_options, where, f"the environment variable {env.BACKEND_VAR} is {spec!r}"
     launcher = env.launcher_world_size()
     if launcher is not None and launcher[0] > 1:
-        return "mpi", {}, f"an MPI launcher started {launcher[0]} ranks ({launcher[1]}={launcher[0]})"
+        where = f"an MPI launcher that started {launcher[0]} ranks ({launcher[1]}={launcher[0]})"
+        return "mpi", {}, where, f"an MPI launcher started {launcher[0]} ranks ({launcher[1]}={launcher[0]})"
     with _lock:
         default = _default
+    where = "the default set with Parallelizer.set_default"
+    why = "it is the default set with Parallelizer.set_default"
     if isinstance(default, str):
         name, spec_options = parse_spec(default, "the default")
-        return name, spec_options, "the default set with Parallelizer.set_default"
+        return name, spec_options, where, why
     if default is not None:
-        return default, {}, "the default set with Parallelizer.set_default"
-    return "serial", {}, "nothing else applies (no PARALLELIZER, no MPI launcher, no default)"
+        return default, {}, where, why
+    where = "the fallback (no PARALLELIZER, no MPI launcher, no default)"
+    return "serial", {}, where, "nothing else applies (no PARALLELIZER, no MPI launcher, no default)"
+
+
+def lookup_error() -> str | None:
+    """The message of the ``ValueError`` that ``lookup(None)`` would raise here, or ``None``.
+
+    Outside ``with`` blocks only the ``PARALLELIZER`` variable can make it
+    fail (an unknown name, a bad count); ``python -m parallelizer info``
+    reports it.
+
+    Example:
+        >>> import os
+        >>> os.environ["PARALLELIZER"] = "bogus"
+        >>> try:
+        ...     print(lookup_error())
+        ... finally:
+        ...     del os.environ["PARALLELIZER"]  # doctest: +ELLIPSIS
+        unknown parallelizer 'bogus' in the environment variable PARALLELIZER='bogus'; known names: ...
+    """
+    try:
+        choice, _, where, _ = _choice()
+        if isinstance(choice, str):
+            factory(choice, where)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def explain(active: object | None) -> str:
@@ -197,13 +241,18 @@ def explain(active: object | None) -> str:
         >>> from parallelizer import SerialNonParallelizer
         >>> print(explain(SerialNonParallelizer()))
         SerialNonParallelizer(id=0, nprocs=1), the innermost active with-block
+        >>> print(explain(None))
+        serial, because nothing else applies (no PARALLELIZER, no MPI launcher, no default)
     """
     if active is not None:
         return f"{active!r}, the innermost active with-block"
-    choice, options, reason = automatic_choice()
+    problem = lookup_error()
+    if problem is not None:
+        return f"raises ValueError: {problem}"
+    choice, options, _, why = _choice()
     name = choice if isinstance(choice, str) else repr(choice)
     extra = f" with {options}" if options else ""
-    return f"{name}{extra}, because of {reason}"
+    return f"{name}{extra}, because {why}"
 
 
 def register(name: str, factory: Factory) -> None:

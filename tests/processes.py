@@ -18,6 +18,20 @@ def require_mpiexec() -> str:
     return mpiexec
 
 
+# Variables a test's own launcher (mpiexec/srun running pytest) or shell would pass on to
+# the processes a test starts, changing what they detect: see parallelizer._core.env.
+LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "HYDI_", "HYDRA_", "MV2_", "SLURM_", "MPI_LOCAL", "MPI4PY_RC_", "PRTE_")
+
+
+def clean_environment() -> dict[str, str]:
+    """``os.environ`` without ``PARALLELIZER`` and without any launcher's or mpi4py's variables."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name != "PARALLELIZER" and not name.startswith(LAUNCHER_PREFIXES)
+    }
+
+
 def alive(pid: int) -> bool:
     """True while process ``pid`` runs; a zombie waiting to be reaped counts as gone.
 

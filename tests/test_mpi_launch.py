@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from processes import require_mpiexec
+from processes import clean_environment, require_mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAIL = os.path.join(HERE, "scripts", "mpi_fail.py")
@@ -19,9 +19,7 @@ TIMEOUT = 120
 
 
 def _run(args, env=None, timeout=TIMEOUT):
-    full_env = dict(os.environ)
-    for var in ("PARALLELIZER", "PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE"):
-        full_env.pop(var, None)
+    full_env = clean_environment()
     full_env.update(env or {})
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=full_env)
 
@@ -101,7 +99,8 @@ def test_info():
         "mpi4py ",
         "MPI library  MPICH",
         f"mpiexec      {MPIEXEC}",
-        "lookup(None) serial",
+        "launcher     none (not started by mpiexec/srun)",
+        "lookup(None) serial, because nothing else applies",
     ):
         assert expected in text
     assert "multiprocessing: available" in text and "mpi: available" in text
@@ -109,15 +108,17 @@ def test_info():
     assert "lookup(None) multiprocessing with {'nprocs': 3}" in under_env.stdout
 
 
-def test_wrong_mpiexec_is_diagnosed():
-    # What an mpiexec of another MPI library does: it says 4 ranks, but MPI
-    # in each process initializes alone.
+def test_a_world_of_one_under_a_launcher_of_several_is_diagnosed():
+    # The check after MPI_Init, for what the environment alone cannot tell:
+    # the launcher says 4 ranks (and nothing else), MPI initializes alone.
+    # (tests/test_wrong_launcher.py: launchers recognized before MPI_Init.)
     code = "from parallelizer import Parallelizer; Parallelizer.lookup(None)"
-    result = _run([sys.executable, "-c", code], env={"OMPI_COMM_WORLD_SIZE": "4"})
+    result = _run([sys.executable, "-c", code], env={"PMI_SIZE": "4"})
     assert result.returncode != 0
     assert "LaunchMismatchError" in result.stderr
-    assert "started 4 processes (OMPI_COMM_WORLD_SIZE=4)" in result.stderr
+    assert "started 4 processes (PMI_SIZE=4)" in result.stderr
     assert "world of 1" in result.stderr and "python -m parallelizer -n 4" in result.stderr
+    assert f"'{MPIEXEC} -n 4 python script.py'" in result.stderr
 
 
 def test_missing_mpi4py_names_the_install_command():

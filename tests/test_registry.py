@@ -191,3 +191,42 @@ def test_explain_says_why(monkeypatch):
     assert "serial" in Parallelizer.explain_lookup()
     monkeypatch.setenv("PMI_SIZE", "3")
     assert "mpi" in Parallelizer.explain_lookup() and "PMI_SIZE=3" in Parallelizer.explain_lookup()
+
+
+def test_explain_reads_as_a_sentence(monkeypatch):
+    assert Parallelizer.explain_lookup() == (
+        "serial, because nothing else applies (no PARALLELIZER, no MPI launcher, no default)"
+    )
+    monkeypatch.setenv("PARALLELIZER", "multiprocessing:3")
+    assert Parallelizer.explain_lookup() == (
+        "multiprocessing with {'nprocs': 3}, because the environment variable PARALLELIZER is 'multiprocessing:3'"
+    )
+    monkeypatch.delenv("PARALLELIZER")
+    monkeypatch.setenv("PMI_SIZE", "3")
+    assert Parallelizer.explain_lookup() == "mpi, because an MPI launcher started 3 ranks (PMI_SIZE=3)"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (
+            "bogus",
+            "unknown parallelizer 'bogus' in the environment variable PARALLELIZER='bogus'; "
+            "known names: mpi, multiprocessing, serial",
+        ),
+        (
+            "multiprocessing:0",
+            "the environment variable PARALLELIZER: the process count after ':' must be a positive integer, "
+            "got 'multiprocessing:0'",
+        ),
+    ],
+)
+def test_a_bad_parallelizer_variable_is_flagged_not_echoed(monkeypatch, spec, message):
+    monkeypatch.setenv("PARALLELIZER", spec)
+    assert registry.lookup_error() == message
+    assert Parallelizer.explain_lookup() == f"raises ValueError: {message}"
+    with pytest.raises(ValueError) as raised:
+        Parallelizer.lookup(None)
+    assert str(raised.value) == message  # what info says is what lookup(None) raises
+    monkeypatch.setenv("PARALLELIZER", "serial")
+    assert registry.lookup_error() is None

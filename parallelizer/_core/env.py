@@ -14,7 +14,9 @@ Ours share the ``PARALLELIZER`` prefix:
     The longest a process waits in one call, in seconds (default: no limit).
 
 The others belong to MPI launchers and tell whether this process was started
-by ``mpiexec``/``srun`` and with how many ranks. :func:`usable_cpus` reads
+by ``mpiexec``/``srun``, by which one, and with how many ranks
+(:func:`launcher_world_size`, :func:`launcher_variables`), or to mpi4py
+(``MPI4PY_RC_*``, :func:`mpi4py_rc_in_environment`). :func:`usable_cpus` reads
 the process's CPU affinity, the other fact about where we run.
 """
 
@@ -43,6 +45,10 @@ _LAUNCHER_SIZE_VARS: tuple[tuple[str, str | None], ...] = (
     ("SLURM_NTASKS", "PMI_RANK"),
     ("SLURM_NTASKS", "PMIX_RANK"),
 )
+
+
+# What launchers put in their processes' environment (see parallelizer._mpi.launcher).
+_LAUNCHER_PREFIXES = ("OMPI_COMM_WORLD_", "PMIX_", "PMI_", "HYDI_", "SLURM_")
 
 
 def backend_spec() -> str | None:
@@ -111,3 +117,17 @@ def launcher_world_size() -> tuple[int, str] | None:
         except ValueError:
             continue
     return None
+
+
+def launcher_variables() -> dict[str, str]:
+    """The variables MPI launchers set (``OMPI_COMM_WORLD_*``, ``PMIX_*``, ``PMI_*``, ``HYDI_*``, ``SLURM_*``).
+
+    Which launcher started this process is told by these alone; see
+    :func:`parallelizer._mpi.launcher.detect`.
+    """
+    return {name: value for name, value in os.environ.items() if name.startswith(_LAUNCHER_PREFIXES)}
+
+
+def mpi4py_rc_in_environment() -> bool:
+    """Whether ``MPI4PY_RC_INITIALIZE`` or ``MPI4PY_RC_FINALIZE`` is set (they override ``mpi4py.rc``)."""
+    return "MPI4PY_RC_INITIALIZE" in os.environ or "MPI4PY_RC_FINALIZE" in os.environ
