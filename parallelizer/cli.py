@@ -88,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(args[: split + 1]) if split < len(args) else parser.parse_args(args)
     options.args = args[split + 1 :]
     if options.script == "info" and options.nprocs is None:
-        text, status = _report()
-        print(text)
-        return status
+        return _info()
     if options.nprocs is not None:
         if options.nprocs < 1:
             parser.error("-n must be at least 1")
@@ -260,8 +258,37 @@ def info() -> str:
     return _report()[0]
 
 
-def _report() -> tuple[str, int]:
-    """The text of :func:`info` and the exit status of ``info``: 1 when it found an error."""
+def _info() -> int:
+    """``python -m parallelizer info``: prints :func:`info`, once per job; returns the exit status.
+
+    Started by a launcher with several ranks (and no mismatch), every rank
+    takes part in finding the job's layout (hosts, ranks per host) and rank 0
+    alone prints the report with it.
+    """
+    layout = None
+    announced = env.launcher_world_size()
+    if announced is not None and announced[0] > 1:
+        try:
+            world = runtime.load().COMM_WORLD
+        except (ImportError, LaunchMismatchError):
+            pass  # the report says what is wrong
+        else:
+            from ._mpi import layout as job_layout
+
+            layout = job_layout.gather(world)
+            if world.Get_rank() != 0:
+                return _report()[1]
+    text, status = _report(layout)
+    print(text, flush=True)
+    return status
+
+
+def _report(layout: str | None = None) -> tuple[str, int]:
+    """The text of :func:`info` and the exit status of ``info``: 1 when it found an error.
+
+    Args:
+        layout: The job's hosts and ranks (:mod:`parallelizer._mpi.layout`), when known.
+    """
     lines = [
         f"parallelizer {__version__}",
         f"python       {platform.python_version()} ({sys.executable})",
@@ -295,6 +322,8 @@ def _report() -> tuple[str, int]:
         mpi_line = "available" if mpiexec and not mpi_state.startswith("not available") else mpi_state
     lines.append(f"             mpi: {mpi_line}")
     lines.append(f"launcher     {_launcher_line()}")
+    if layout is not None:
+        lines.append(f"layout       {layout}")
     lines.append(f"lookup(None) {Parallelizer.explain_lookup()}")
     if mismatch is not None:
         errors.append(f"LaunchMismatchError: {mismatch}")

@@ -108,6 +108,15 @@ def test_info():
     assert "lookup(None) multiprocessing with {'nprocs': 3}" in under_env.stdout
 
 
+def test_info_under_mpiexec_prints_one_report_with_the_layout():
+    result = _mpiexec(3, "-m", "parallelizer", "info")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("parallelizer ") == 1, result.stdout  # rank 0 alone reports
+    host = socket.gethostname()
+    assert f"layout       3 ranks on 1 host: {host} (ranks 0-2)" in result.stdout.splitlines()
+    assert "launcher     MPICH's hydra mpiexec, 3 processes (PMI_SIZE=3)" in result.stdout
+
+
 def test_a_world_of_one_under_a_launcher_of_several_is_diagnosed():
     # The check after MPI_Init, for what the environment alone cannot tell:
     # the launcher says 4 ranks (and nothing else), MPI initializes alone.

@@ -55,6 +55,17 @@ def test_ranks_run_on_different_hosts(virtual_hosts):
     assert report["hostnames"][0] != os.uname().nodename or os.uname().nodename == "node0"
 
 
+def test_info_shows_the_hosts_of_the_job(virtual_hosts):
+    result = virtual_hosts.mpiexec(
+        [sys.executable, "-m", "parallelizer", "info"], PER_HOST, timeout=JOB_TIMEOUT, env=job_env(), cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("parallelizer ") == 1, result.stdout
+    nranks, hosts = PER_HOST * len(virtual_hosts.hosts), virtual_hosts.hosts
+    places = ", ".join(f"{host.name} (ranks {PER_HOST * i}-{PER_HOST * i + 1})" for i, host in enumerate(hosts))
+    assert f"layout       {nranks} ranks on {len(hosts)} hosts: {places}" in result.stdout.splitlines(), result.stdout
+
+
 def test_messages_cross_the_virtual_network(virtual_hosts):
     nbytes = 8_000_000
     before = [virtual_hosts.rx_bytes(i) for i in range(len(virtual_hosts.hosts))]

@@ -28,6 +28,7 @@ SUITE_TIMEOUT = 240
 JOB_TIMEOUT = 90
 OVER_TCP = {"UCX_TLS": "tcp,self"}  # between hosts through the virtual network, not shared memory
 EXAMPLE = "examples/slurm_job.sh"
+INFO = [sys.executable, "-m", "parallelizer", "info"]
 
 # Generous: the first test's set-up may install the Debian packages; every
 # command below has its own, shorter, timeout.
@@ -187,6 +188,20 @@ def test_srun_spans_two_hosts(slurm_two_nodes):
     report = _report(result.stdout)
     assert report["backend"] == "MPIParallelizer"
     assert report["hostnames"] == ["node0", "node0", "node1", "node1"]
+
+
+def test_info_under_srun_shows_the_hosts_and_the_launcher(slurm_two_nodes):
+    result = slurm_two_nodes.run(
+        ["srun", "-N", "2", "--ntasks-per-node=2", "--kill-on-bad-exit=1", *INFO],
+        timeout=JOB_TIMEOUT,
+        env=job_env(),
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert result.stdout.count("parallelizer ") == 1, result.stdout
+    assert "layout       4 ranks on 2 hosts: node0 (ranks 0-1), node1 (ranks 2-3)" in lines, result.stdout
+    assert any(line.startswith("launcher     ") and "srun" in line for line in lines), result.stdout
 
 
 def test_conformance_suite_across_two_slurm_nodes(slurm_two_nodes):
