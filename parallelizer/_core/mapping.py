@@ -72,7 +72,7 @@ def run_map(
     on_root = par.id == root
     bar = None
     if on_root:
-        refusal = checks.check_root_data(data, "data")
+        data, refusal = checks.check_root_data(data, "data")
         if refusal is None:
             try:
                 bar = _progress.open_bar(len(data), progress)

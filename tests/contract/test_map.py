@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 
 import numpy as np
@@ -33,6 +34,16 @@ def test_itemwise_map_in_input_order(par, schedule, size):
     result = par.run(_map_body, list(range(size)), schedule, False, None)
     if par.on_main:
         assert result == [x * x for x in range(size)]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_map_over_a_deque(par, schedule, vectorized):
+    # a deque is a Sequence that cannot be sliced: root lists it once
+    func = (lambda block: [x * x for x in block]) if vectorized else _square
+    result = par.run(_map_body, collections.deque(range(7)), schedule, vectorized, None, func=func)
+    if par.on_main:
+        assert result == [x * x for x in range(7)]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)

@@ -6,6 +6,7 @@ runs it and only main gets the client's result.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import os
@@ -95,6 +96,8 @@ def _scatter_client(parallelizer=None):
     parallelizer.apply(lambda block: block.__imul__(2), blocks)  # in place, everywhere
     doubled = parallelizer.pull(blocks)
     listed = parallelizer.pull(parallelizer.push([1, 2, 3, 4, 5], scatter=True))
+    from_deque = parallelizer.pull(parallelizer.push(collections.deque([1, 2, 3, 4, 5]), scatter=True))
+    assert from_deque == listed
     return sizes, doubled, listed
 
 
