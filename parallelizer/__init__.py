@@ -24,6 +24,7 @@ from .errors import (
     CollectiveMismatchError,
     DeadlockError,
     LaunchMismatchError,
+    OversubscriptionWarning,
     ParallelizerError,
     RemoteError,
     SerializationError,
@@ -70,4 +71,5 @@ __all__ = [
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",
+    "OversubscriptionWarning",
 ]

@@ -6,6 +6,8 @@ carries the failing rank, the exception's type name and the remote traceback
 text; the original exception is attached as ``__cause__`` when it could be
 rebuilt on main. A process that died is reported as
 :class:`WorkerTerminatedError`, naming its exit code or signal.
+:class:`OversubscriptionWarning` is a warning, not an error: more local
+processes than CPUs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",
+    "OversubscriptionWarning",
 ]
 
 
@@ -240,4 +243,25 @@ class CollectiveMismatchError(ParallelizerError, RuntimeError):
         ... except CollectiveMismatchError as err:
         ...     print(err)  # doctest: +ELLIPSIS
         processes called different collectives: rank 0 called gather(root=0)...; rank 1 called broadcast(root=0)...
+    """
+
+
+class OversubscriptionWarning(RuntimeWarning):
+    """More local processes were asked for than this process has CPUs.
+
+    ``MultiprocessingParallelizer(nprocs)`` warns when ``nprocs`` exceeds the
+    CPUs this process may use (its affinity mask, else ``os.cpu_count()``),
+    once per process. The processes still start and work correctly, but they
+    share the CPUs, so CPU-bound work gets no faster, and usually slower,
+    beyond one process per CPU. A ``RuntimeWarning``, shown by default
+    (Python hides ``ResourceWarning`` unless asked); silence it with
+    ``warnings.filterwarnings("ignore", category=OversubscriptionWarning)``.
+
+    Example:
+        >>> import warnings
+        >>> from parallelizer import MultiprocessingParallelizer, OversubscriptionWarning
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", OversubscriptionWarning)
+        ...     MultiprocessingParallelizer(nprocs=4096)  # not started: no processes yet
+        MultiprocessingParallelizer(id=0, nprocs=4096)
     """
