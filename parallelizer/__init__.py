@@ -27,6 +27,7 @@ from .errors import (
     OversubscriptionWarning,
     ParallelizerError,
     RemoteError,
+    RemoteSerializationError,
     SerializationError,
     WorkerTerminatedError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "RemoteError",
     "WorkerTerminatedError",
     "SerializationError",
+    "RemoteSerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",

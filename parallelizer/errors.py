@@ -6,6 +6,11 @@ carries the failing rank, the exception's type name and the remote traceback
 text; the original exception is attached as ``__cause__`` when it could be
 rebuilt on main. A process that died is reported as
 :class:`WorkerTerminatedError`, naming its exit code or signal.
+
+:class:`SerializationError` (an object that cannot be pickled or unpickled)
+is a ``TypeError``; raised on another process, it reaches main as
+:class:`RemoteSerializationError`, a ``RemoteError`` that is also a
+``TypeError``, so ``except TypeError`` catches it wherever it happened.
 :class:`OversubscriptionWarning` is a warning, not an error: more local
 processes than CPUs.
 """
@@ -20,6 +25,7 @@ __all__ = [
     "RemoteError",
     "WorkerTerminatedError",
     "SerializationError",
+    "RemoteSerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",
@@ -215,6 +221,30 @@ class SerializationError(ParallelizerError, TypeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.rank))
+
+
+class RemoteSerializationError(RemoteError, TypeError):
+    """A :class:`SerializationError` raised on another process, as main receives it.
+
+    A ``RemoteError`` (``.rank``, ``.exc_type``, the remote traceback) that is
+    also a ``TypeError``, like the ``SerializationError`` it reports: so
+    ``except TypeError`` catches a failure to pickle or unpickle on any
+    process, as it does on this one. The worker's ``SerializationError`` is its
+    ``__cause__`` when it could be rebuilt here.
+
+    Example:
+        A worker cannot pickle what it sends to main:
+
+        >>> import threading
+        >>> from parallelizer import MultiprocessingParallelizer
+        >>> def job(parallelizer):
+        ...     return parallelizer.gather(threading.Lock() if parallelizer.id == 1 else 0)
+        >>> try:
+        ...     MultiprocessingParallelizer(nprocs=2).run(job)
+        ... except TypeError as err:
+        ...     print(type(err).__name__, err.rank, err.exc_type, isinstance(err, RemoteError))
+        RemoteSerializationError 1 parallelizer.errors.SerializationError True
+    """
 
 
 class LaunchMismatchError(ParallelizerError, RuntimeError):

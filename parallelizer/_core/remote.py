@@ -17,7 +17,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from ..errors import RemoteError
+from ..errors import RemoteError, RemoteSerializationError, SerializationError
 from . import pickling
 
 
@@ -73,12 +73,18 @@ def report(exc: BaseException) -> dict[str, Any]:
         "message": describe(exc),
         "traceback": format_traceback(exc),
         "exception": _round_trips(exc),
+        "serialization": isinstance(exc, SerializationError),
     }
 
 
 def rebuild(rank: int, info: dict[str, Any]) -> RemoteError:
-    """The :class:`RemoteError` for a :func:`report` made on ``rank``."""
-    error = RemoteError(rank, info["exc_type"], info["message"], info["traceback"])
+    """The :class:`RemoteError` for a :func:`report` made on ``rank``.
+
+    A :class:`RemoteSerializationError` (also a ``TypeError``) when the
+    report is of a :class:`SerializationError`.
+    """
+    kind = RemoteSerializationError if info.get("serialization") else RemoteError
+    error = kind(rank, info["exc_type"], info["message"], info["traceback"])
     pickled = info.get("exception")
     if pickled is not None:
         try:

@@ -340,10 +340,10 @@ def _failures_client(kind, main_pid, parallelizer=None):
             call()
             outcomes.append("no error")
         except RemoteError as err:
-            outcomes.append(("RemoteError", err.exc_type))
+            outcomes.append(("RemoteError", err.exc_type, isinstance(err, TypeError)))
         except Exception as err:  # a submitted task raises its own exception type, the RemoteError as cause
             assert isinstance(err.__cause__, RemoteError), repr(err)
-            outcomes.append((type(err).__name__, err.__cause__.exc_type))
+            outcomes.append((type(err).__name__, err.__cause__.exc_type, isinstance(err, TypeError)))
     outcomes.append(parallelizer.map(abs, range(-3, 3)))  # the session is in step: the next call works
     outcomes.append(parallelizer.apply(_rank))
     return outcomes
@@ -368,6 +368,8 @@ def test_every_kind_of_failure_is_reported_and_the_session_goes_on(par, kind, re
         for outcome in failures:
             assert outcome != "no error", failures
             assert outcome[1].endswith(remote_type), failures
+            # a SerializationError is a TypeError, also when it reaches main as a RemoteError
+            assert outcome[2] == (remote_type == "SerializationError"), failures
 
 
 def _failing_item_client(parallelizer=None):
