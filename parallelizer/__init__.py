@@ -24,8 +24,10 @@ from .errors import (
     CollectiveMismatchError,
     DeadlockError,
     LaunchMismatchError,
+    OversubscriptionWarning,
     ParallelizerError,
     RemoteError,
+    RemoteSerializationError,
     SerializationError,
     WorkerTerminatedError,
 )
@@ -67,7 +69,9 @@ __all__ = [
     "RemoteError",
     "WorkerTerminatedError",
     "SerializationError",
+    "RemoteSerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",
+    "OversubscriptionWarning",
 ]

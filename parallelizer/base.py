@@ -284,8 +284,16 @@ class Parallelizer(Collectives, registry.Choosing):
     ) -> None:
         """Prints from some processes of the group.
 
+        Every process runs the call, so its arguments are evaluated on every
+        process, also on those that print nothing: ``par.print(f"max {A.max()}")``
+        fails on the workers when ``A`` is ``None`` there. Pass a function of
+        no arguments instead, ``par.print(lambda: f"max {A.max()}")``: only the
+        printing processes call it, and print what it returns.
+
         Args:
-            *args: Printed like the builtin ``print``.
+            *args: Printed like the builtin ``print``; or a single callable
+                (not a class) that takes no arguments, called only on the
+                processes that print.
             where: ``"main"``, ``"workers"`` or ``"all"``. Lines from workers
                 are prefixed with ``[rank/nprocs]``.
             sep: Separator, as for ``print``.
@@ -302,11 +310,21 @@ class Parallelizer(Collectives, registry.Choosing):
             >>> MultiprocessingParallelizer(nprocs=2).run(job)
             starting
             [1/2] ready
+
+            Text that only main can compute:
+
+            >>> def summary(parallelizer):
+            ...     data = list(range(10)) if parallelizer.on_main else None
+            ...     parallelizer.print(lambda: f"max {max(data)}")  # the workers never call it
+            >>> MultiprocessingParallelizer(nprocs=2).run(summary)
+            max 9
         """
         if where not in _WHERE:
             raise ValueError(f"where must be one of {_WHERE}, got {where!r}")
         if where != "all" and (where == "main") != self.on_main:
             return
+        if len(args) == 1 and callable(args[0]) and not isinstance(args[0], type):
+            args = (args[0](),)
         text = sep.join(str(arg) for arg in args)
         if not self.on_main:
             prefix = f"[{self.id}/{self.nprocs}] "

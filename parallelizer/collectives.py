@@ -94,13 +94,15 @@ class Collectives(Transport):
         ``data`` (a copy if ``data`` is read-only).
 
         Args:
-            data: On root, a list, tuple, range or numpy array; ignored elsewhere.
+            data: On root, a list, tuple, range or numpy array, or another
+                ordered sized iterable (a ``deque``: listed first); ignored elsewhere.
             root: The rank that holds ``data``.
             out: An array to receive this process's block into (see the class docstring).
 
         Raises:
-            TypeError: Root's ``data`` is not a sequence (raised on every
-                process, so catching it leaves the group in step).
+            TypeError: Root's ``data`` cannot be split: text, a set or a
+                mapping, a generator (raised on every process, so catching
+                it leaves the group in step).
 
         Example:
             >>> from parallelizer import SerialNonParallelizer
@@ -108,7 +110,7 @@ class Collectives(Transport):
             [0, 1, 2, 3]
         """
         root = checks.check_rank(root, self.nprocs, "root")
-        refusal = checks.check_root_data(data, "data") if self.id == root else None
+        data, refusal = checks.check_root_data(data, "data") if self.id == root else (data, None)
         if self._debug:
             self._check_collective(_named("scatter", out), root)
         if self.id != root:

@@ -6,6 +6,13 @@ carries the failing rank, the exception's type name and the remote traceback
 text; the original exception is attached as ``__cause__`` when it could be
 rebuilt on main. A process that died is reported as
 :class:`WorkerTerminatedError`, naming its exit code or signal.
+
+:class:`SerializationError` (an object that cannot be pickled or unpickled)
+is a ``TypeError``; raised on another process, it reaches main as
+:class:`RemoteSerializationError`, a ``RemoteError`` that is also a
+``TypeError``, so ``except TypeError`` catches it wherever it happened.
+:class:`OversubscriptionWarning` is a warning, not an error: more local
+processes than CPUs.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ __all__ = [
     "RemoteError",
     "WorkerTerminatedError",
     "SerializationError",
+    "RemoteSerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",
+    "OversubscriptionWarning",
 ]
 
 
@@ -223,6 +232,30 @@ class SerializationError(ParallelizerError, TypeError):
         return (type(self), (str(self), self.rank))
 
 
+class RemoteSerializationError(RemoteError, TypeError):
+    """A :class:`SerializationError` raised on another process, as main receives it.
+
+    A ``RemoteError`` (``.rank``, ``.exc_type``, the remote traceback) that is
+    also a ``TypeError``, like the ``SerializationError`` it reports: so
+    ``except TypeError`` catches a failure to pickle or unpickle on any
+    process, as it does on this one. The worker's ``SerializationError`` is its
+    ``__cause__`` when it could be rebuilt here.
+
+    Example:
+        A worker cannot pickle what it sends to main:
+
+        >>> import threading
+        >>> from parallelizer import MultiprocessingParallelizer
+        >>> def job(parallelizer):
+        ...     return parallelizer.gather(threading.Lock() if parallelizer.id == 1 else 0)
+        >>> try:
+        ...     MultiprocessingParallelizer(nprocs=2).run(job)
+        ... except TypeError as err:
+        ...     print(type(err).__name__, err.rank, err.exc_type, isinstance(err, RemoteError))
+        RemoteSerializationError 1 parallelizer.errors.SerializationError True
+    """
+
+
 class LaunchMismatchError(ParallelizerError, RuntimeError):
     """The ``mpiexec`` that started this process belongs to another MPI library than mpi4py's.
 
@@ -265,4 +298,25 @@ class CollectiveMismatchError(ParallelizerError, RuntimeError):
         ... except CollectiveMismatchError as err:
         ...     print(err)  # doctest: +ELLIPSIS
         processes called different collectives: rank 0 called gather(root=0)...; rank 1 called broadcast(root=0)...
+    """
+
+
+class OversubscriptionWarning(RuntimeWarning):
+    """More local processes were asked for than this process has CPUs.
+
+    ``MultiprocessingParallelizer(nprocs)`` warns when ``nprocs`` exceeds the
+    CPUs this process may use (its affinity mask, else ``os.cpu_count()``),
+    once per process. The processes still start and work correctly, but they
+    share the CPUs, so CPU-bound work gets no faster, and usually slower,
+    beyond one process per CPU. A ``RuntimeWarning``, shown by default
+    (Python hides ``ResourceWarning`` unless asked); silence it with
+    ``warnings.filterwarnings("ignore", category=OversubscriptionWarning)``.
+
+    Example:
+        >>> import warnings
+        >>> from parallelizer import MultiprocessingParallelizer, OversubscriptionWarning
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", OversubscriptionWarning)
+        ...     MultiprocessingParallelizer(nprocs=4096)  # not started: no processes yet
+        MultiprocessingParallelizer(id=0, nprocs=4096)
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -25,6 +26,7 @@ from ._mp.group import Group
 from ._mp.protocol import MainProtocol
 from ._mp.rendezvous import PendingSend
 from .base import Parallelizer
+from .errors import OversubscriptionWarning
 
 __all__ = ["MultiprocessingParallelizer"]
 
@@ -33,6 +35,25 @@ _KINDS = {Space.USER: wire.Kind.USER, Space.COLL: wire.Kind.COLL}
 # Every MultiprocessingParallelizer of this process, by token, so that a
 # pickled one comes back as the same object (on a worker: that worker's view).
 _instances: weakref.WeakValueDictionary[str, MultiprocessingParallelizer] = weakref.WeakValueDictionary()
+
+
+_oversubscription_warned = False  # OversubscriptionWarning is given once per process
+
+
+def _warn_if_oversubscribed(nprocs: int) -> None:
+    """Warns (once per process) when ``nprocs`` exceeds the CPUs this process may use."""
+    global _oversubscription_warned
+    cpus = env.usable_cpus()
+    if nprocs <= cpus or _oversubscription_warned:
+        return
+    _oversubscription_warned = True
+    warnings.warn(
+        f"MultiprocessingParallelizer(nprocs={nprocs}) starts {nprocs} processes on {cpus} usable CPU(s): "
+        f"they share the CPUs, so CPU-bound work gets no faster beyond nprocs={cpus} "
+        "(warned once per process; see parallelizer.OversubscriptionWarning)",
+        OversubscriptionWarning,
+        stacklevel=3,
+    )
 
 
 def _restore(token: str) -> MultiprocessingParallelizer:
@@ -49,7 +70,9 @@ class MultiprocessingParallelizer(Parallelizer):
 
     Args:
         nprocs: Processes in the group, the caller included; default: the
-            number of CPUs this process may use.
+            number of CPUs this process may use. More than that works but
+            gives an :class:`~parallelizer.OversubscriptionWarning` (once per
+            process).
         start_method: ``"spawn"`` (default: a fresh interpreter per worker,
             safe with threads, no ``__main__`` guard needed) or ``"fork"``
             (faster start; unsafe if main runs threads). The default can be
@@ -79,6 +102,7 @@ class MultiprocessingParallelizer(Parallelizer):
     ) -> None:
         super().__init__(debug=debug, timeout=timeout)
         self._nprocs = env.usable_cpus() if nprocs is None else checks.check_nprocs(nprocs)
+        _warn_if_oversubscribed(self._nprocs)
         method = start_method if start_method is not None else (env.start_method() or launch.DEFAULT_START_METHOD)
         if method not in launch.START_METHODS:
             raise ValueError(f"start_method must be one of {launch.START_METHODS}, got {method!r}")

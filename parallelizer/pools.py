@@ -189,8 +189,7 @@ class PoolCalls(PoolInterface):
             return handle
         ranks = self._ranks
         if scatter:
-            checks.check_sequence(obj, "obj")
-            blocks = semantics.split(obj, 1 + len(ranks))
+            blocks = semantics.split(checks.as_splittable(obj, "obj"), 1 + len(ranks))
         else:
             blocks = [obj] * (1 + len(ranks))
         number = next(session.handles)

@@ -23,6 +23,7 @@ a factory builds is a parallelizer.
 from __future__ import annotations
 
 import importlib
+import inspect
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -148,9 +149,44 @@ def parse_spec(spec: str, where: str) -> tuple[str, dict[str, Any]]:
     return name, {"nprocs": nprocs}
 
 
+def _takes(make: Factory, keyword: str) -> bool:
+    """Whether ``make`` accepts the keyword argument ``keyword`` (``True`` when its signature is unknown)."""
+    try:
+        parameters = inspect.signature(make).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        for p in parameters
+    )
+
+
+def _no_count(name: str, nprocs: object, where: str) -> ValueError:
+    """The error for a process count given to a backend that takes none."""
+    if name == "mpi":
+        why = f"MPI takes the number of processes from the launcher (mpiexec -n {nprocs} python script.py)"
+    elif name == "serial":
+        why = "the serial parallelizer always runs one process"
+    else:
+        why = "its factory has no nprocs parameter"
+    return ValueError(
+        f"{where} asks for {nprocs} processes, but {name!r} takes no process count: {why}; "
+        f"only 'multiprocessing' takes one (e.g. multiprocessing:{nprocs})"
+    )
+
+
 def build(name: str, options: dict[str, Any], where: str) -> object:
-    """Calls the factory of ``name`` with ``options``."""
-    return factory(name, where)(**options)
+    """Calls the factory of ``name`` with ``options``.
+
+    Raises:
+        ValueError: ``options`` has a process count (``name:N``, ``nprocs=N``)
+            that the backend does not take: ``serial`` and ``mpi`` take none.
+    """
+    make = factory(name, where)
+    if "nprocs" in options and not _takes(make, "nprocs"):
+        raise _no_count(name, options["nprocs"], where)
+    return make(**options)
 
 
 Maker = Callable[[str, dict[str, Any], str], object]
@@ -283,12 +319,14 @@ def set_default(value: object) -> None:
     """Stores what ``lookup(None)`` falls back to: a parallelizer, a name, or ``None``.
 
     Raises:
-        ValueError: A name that no backend has.
+        ValueError: A name that no backend has, or a count for a backend that takes none.
     """
     global _default
     if isinstance(value, str):
-        name, _ = parse_spec(value, "par_or_name")
-        factory(name, "par_or_name")  # unknown names fail here, not later
+        name, options = parse_spec(value, "par_or_name")
+        make = factory(name, "par_or_name")  # unknown names and counts fail here, not later
+        if "nprocs" in options and not _takes(make, "nprocs"):
+            raise _no_count(name, options["nprocs"], f"par_or_name {value!r}")
     with _lock:
         _default = value
 
@@ -352,7 +390,7 @@ class Choosing:
             return key
         if isinstance(key, str):
             name, spec_options = parse_spec(key, "key")
-            return _build(cls, name, {**spec_options, **options}, "key")
+            return _build(cls, name, {**spec_options, **options}, f"key {key!r}")
         if key is not None:
             raise TypeError(f"key must be a Parallelizer, a registered name or None, not {type(key).__name__}")
         active = context.current()

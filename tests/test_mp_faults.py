@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from processes import alive
 
-from parallelizer import MultiprocessingParallelizer, RemoteError, SerializationError, WorkerTerminatedError
+from parallelizer import (
+    MultiprocessingParallelizer,
+    RemoteError,
+    RemoteSerializationError,
+    SerializationError,
+    WorkerTerminatedError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -213,11 +219,24 @@ def _gather_lock(parallelizer):
 
 
 def test_unpicklable_object_on_a_worker(par3):
-    with pytest.raises(RemoteError) as info:
+    with pytest.raises(TypeError) as info:  # a SerializationError is a TypeError, also from a worker
         par3.run(_gather_lock)
-    assert info.value.rank == 2 and "SerializationError" in info.value.exc_type
+    assert type(info.value) is RemoteSerializationError and isinstance(info.value, RemoteError)
+    assert info.value.rank == 2 and info.value.exc_type == "parallelizer.errors.SerializationError"
+    assert isinstance(info.value.__cause__, SerializationError)
     assert "the object gathered" in str(info.value)
     assert_usable(par3)
+
+
+def test_other_remote_errors_are_not_type_errors(par3):
+    def body(parallelizer):
+        if parallelizer.id == 1:
+            raise ValueError("not a serialization problem")
+        return parallelizer.gather(0)
+
+    with pytest.raises(RemoteError) as info:
+        par3.run(body)
+    assert type(info.value) is RemoteError and not isinstance(info.value, TypeError)
 
 
 def test_unpicklable_map_result(par3):

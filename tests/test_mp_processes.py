@@ -182,3 +182,65 @@ def test_registry_builds_it(monkeypatch):
     found = Parallelizer.lookup(None)
     assert isinstance(found, MultiprocessingParallelizer) and found.nprocs == 2
     assert found.run(lambda parallelizer: parallelizer.allreduce(1)) == 2
+
+
+# ---------------------------------------------------------------- more processes than CPUs
+
+
+def _oversubscription_warnings(caught):
+    from parallelizer import OversubscriptionWarning
+
+    return [w for w in caught if issubclass(w.category, OversubscriptionWarning)]
+
+
+def test_more_processes_than_cpus_warns_once_naming_both(monkeypatch):
+    import warnings
+
+    from parallelizer import mp
+    from parallelizer._core import env
+
+    monkeypatch.setattr(env, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(mp, "_oversubscription_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MultiprocessingParallelizer(nprocs=2)  # as many as CPUs: fine
+        assert _oversubscription_warnings(caught) == []
+        MultiprocessingParallelizer(nprocs=5)
+        MultiprocessingParallelizer(nprocs=5)
+        MultiprocessingParallelizer(nprocs=9)
+        Parallelizer.lookup("multiprocessing:7")
+    (warning,) = _oversubscription_warnings(caught)
+    assert issubclass(warning.category, RuntimeWarning)
+    assert str(warning.message).startswith(
+        "MultiprocessingParallelizer(nprocs=5) starts 5 processes on 2 usable CPU(s): they share the CPUs"
+    )
+    assert warning.filename == __file__  # points at the caller's line
+
+
+_PINNED = """
+import os, sys
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one usable CPU
+from parallelizer import MultiprocessingParallelizer
+
+def job(parallelizer=None):
+    return parallelizer.gather(parallelizer.id)
+
+if __name__ == "__main__":
+    first = MultiprocessingParallelizer(nprocs=2, start_method=sys.argv[1])
+    print(first.run(job), first.run(job), MultiprocessingParallelizer(nprocs=3).nprocs)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity to pin a process")
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_oversubscription_warning_is_given_once_per_process(tmp_path, method):
+    script = tmp_path / "pinned.py"
+    script.write_text(_PINNED)
+    result = subprocess.run(
+        [sys.executable, str(script), method], capture_output=True, text=True, timeout=120, cwd=str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[0,", "1]", "[0,", "1]", "3"]
+    assert result.stderr.count(": OversubscriptionWarning: ") == 1, result.stderr
+    assert "MultiprocessingParallelizer(nprocs=2) starts 2 processes on 1 usable CPU(s)" in result.stderr
+    assert f"{script}:10" in result.stderr  # the line that asked for the processes

@@ -110,6 +110,35 @@ def test_environment_variable_errors_name_the_variable(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("mpi:3", r"MPI takes the number of processes from the launcher \(mpiexec -n 3 python script.py\)"),
+        ("serial:3", "the serial parallelizer always runs one process"),
+    ],
+)
+def test_a_count_for_a_backend_without_one_names_the_variable(monkeypatch, spec, why):
+    monkeypatch.setenv("PARALLELIZER", spec)
+    name = spec.partition(":")[0]
+    with pytest.raises(ValueError, match=why) as info:
+        Parallelizer.lookup(None)
+    message = str(info.value)
+    assert f"PARALLELIZER={spec!r} asks for 3 processes, but {name!r} takes no process count" in message
+    assert "only 'multiprocessing' takes one (e.g. multiprocessing:3)" in message
+    with pytest.raises(ValueError, match=f"key {spec!r} asks for 3 processes"):
+        Parallelizer.lookup(spec)
+    with pytest.raises(ValueError, match=f"par_or_name {spec!r} asks for 3 processes"):
+        Parallelizer.set_default(spec)
+    assert Parallelizer.get_default().nprocs == 1  # the refused default was not stored
+
+
+def test_a_count_for_a_registered_factory_without_nprocs_is_refused(monkeypatch):
+    Parallelizer.register("plain", lambda: SerialNonParallelizer())
+    with pytest.raises(ValueError, match="'plain' takes no process count: its factory has no nprocs parameter"):
+        Parallelizer.lookup("plain:2")
+    assert Parallelizer.lookup("plain").nprocs == 1
+
+
+@pytest.mark.parametrize(
     "env",
     [
         {"PMI_SIZE": "2"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import numpy as np
@@ -108,7 +109,8 @@ def test_checks_name_the_argument():
     with pytest.raises(ValueError, match="nprocs must be greater than 0"):
         checks.check_nprocs(0)
     with pytest.raises(TypeError, match="data must be a sequence"):
-        checks.check_sequence({1, 2})
+        checks.as_splittable({1, 2})
+    assert checks.as_splittable(collections.deque([1, 2])) == [1, 2]
     assert checks.is_splittable(np.zeros((0, 3)))
     assert not checks.is_splittable(np.zeros(()))
     assert checks.check_rank(np.int64(1), 2, "root") == 1

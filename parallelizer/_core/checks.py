@@ -9,7 +9,7 @@ message, so every process raises the same error and the group stays in step.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Set, Sized
 from typing import Any
 
 from .. import semantics
@@ -120,33 +120,75 @@ def check_map_arguments(
     return rank, size
 
 
-def is_splittable(data: object) -> bool:
-    """True for what ``scatter``/``map`` accept.
+_TEXT = (str, bytes, bytearray, memoryview)
 
-    That is a numpy array of one or more dimensions, or a sequence that is
-    not text or bytes.
+
+def is_splittable(data: object) -> bool:
+    """True for what ``scatter``/``map`` split as it is, by slicing.
+
+    That is a numpy array of one or more dimensions, a list, a tuple or a
+    range. Other ordered sized iterables (a ``deque``, a ``UserList``, dict
+    values) are accepted too, listed once by :func:`as_splittable`.
     """
     if semantics.is_ndarray(data):
         return bool(data.ndim >= 1)  # type: ignore[attr-defined]
-    return isinstance(data, Sequence) and not isinstance(data, (str, bytes, bytearray, memoryview))
+    return isinstance(data, (list, tuple, range))
 
 
-def check_root_data(data: object, name: str = "data") -> Refusal | None:
-    """Root's check of the ``data`` of ``scatter`` or ``map``, as a :class:`Refusal` to send, or ``None``."""
+def as_splittable(data: object, name: str = "data") -> Any:
+    """``data`` as ``scatter``, ``map`` and ``push(scatter=True)`` split it.
+
+    Lists, tuples, ranges and numpy arrays (at least one dimension) come back
+    as they are; any other ordered sized iterable (a ``collections.deque``, a
+    ``UserList``, a custom ``Sequence`` that cannot be sliced, ``dict.values()``)
+    is listed once, here, so that every way of splitting sees a list.
+
+    Raises:
+        TypeError: ``data`` is text or bytes, a 0-d array, unordered (a set
+            or a mapping) or has no length (a generator); the message names
+            ``name`` and says what to pass instead.
+
+    Example:
+        >>> from collections import deque
+        >>> as_splittable(deque([1, 2, 3]))
+        [1, 2, 3]
+        >>> as_splittable(x for x in "ab")
+        Traceback (most recent call last):
+        ...
+        TypeError: data must be a sequence (...), not generator: it has no length; pass list(data)
+    """
+    if is_splittable(data):
+        return data
+    unordered = isinstance(data, (Set, Mapping))
+    refused = unordered or isinstance(data, _TEXT) or semantics.is_ndarray(data)  # a 0-d array
+    if isinstance(data, Sized) and isinstance(data, Iterable) and not refused:
+        return list(data)
+    what, problem = type(data).__name__, ""
+    if semantics.is_ndarray(data):
+        what = "a 0-d numpy array"
+    elif isinstance(data, Mapping):
+        problem = f": say what to split; pass list({name}.items()), list({name}) or list({name}.values())"
+    elif unordered:
+        problem = f": it has no order to split; pass sorted({name}) or list({name})"
+    elif isinstance(data, Iterable) and not isinstance(data, Sized):
+        problem = f": it has no length; pass list({name})"
+    raise TypeError(
+        f"{name} must be a sequence (list, tuple, range, numpy array with at least one dimension, "
+        f"or another ordered sized iterable such as a deque), not {what}{problem}"
+    )
+
+
+def check_root_data(data: object, name: str = "data") -> tuple[Any, Refusal | None]:
+    """Root's check of the ``data`` of ``scatter`` or ``map``.
+
+    Returns:
+        ``(data as it is split, None)`` (see :func:`as_splittable`), or
+        ``(data, refusal)``: the :class:`Refusal` to send to the others.
+    """
     try:
-        check_sequence(data, name)
-    except TypeError as exc:
-        return Refusal(exc)
-    return None
-
-
-def check_sequence(data: object, name: str = "data") -> None:
-    """Raises ``TypeError`` naming ``name`` unless ``data`` can be split."""
-    if not is_splittable(data):
-        what = "a 0-d numpy array" if semantics.is_ndarray(data) else type(data).__name__
-        raise TypeError(
-            f"{name} must be a sequence (list, tuple, range or numpy array with at least one dimension), not {what}"
-        )
+        return as_splittable(data, name), None
+    except Exception as exc:  # also a failing __iter__ of the user's object: every process raises it
+        return data, Refusal(exc)
 
 
 class Refusal:

@@ -5,7 +5,7 @@ Ours share the ``PARALLELIZER`` prefix:
 ``PARALLELIZER``
     The backend ``Parallelizer.lookup(None)`` builds when no ``with`` block is
     active: a registered name, optionally with a process count
-    (``multiprocessing:4``).
+    (``multiprocessing:4``; ``serial`` and ``mpi`` take none).
 ``PARALLELIZER_DEBUG``
     ``1``/``true``/``yes``/``on`` turns on collective-mismatch detection.
 ``PARALLELIZER_START_METHOD``

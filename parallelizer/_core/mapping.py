@@ -9,6 +9,11 @@ comes back earns its sender the next chunk. Root computes chunks too,
 item by item, and between items hands out chunks to processes that finished.
 When no chunk is left root sends every process ``None`` to end the map.
 
+A failing item is named in a note of its exception (its index in ``data``,
+a short repr): the note shows in the traceback, also in a ``RemoteError``'s.
+A static map's worker knows only its place in its own block; root rewrites
+that note with the index in ``data`` when the error reaches it.
+
 With ``capture`` (the maps of a ``ClientServerRunner``), an exception in
 ``func`` does not escape on the process that ran it: the block's result is a
 :class:`TaskFailure`, every process finishes the map as usual (a dynamic map
@@ -18,11 +23,13 @@ rank that ran the failing block.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import semantics
+from ..errors import RemoteError
 from . import checks
 from . import progress as _progress
 from . import remote as _remote
@@ -72,7 +79,7 @@ def run_map(
     on_root = par.id == root
     bar = None
     if on_root:
-        refusal = checks.check_root_data(data, "data")
+        data, refusal = checks.check_root_data(data, "data")
         if refusal is None:
             try:
                 bar = _progress.open_bar(len(data), progress)
@@ -82,10 +89,10 @@ def run_map(
             _refuse(par, refusal, root, schedule)
     try:
         if par.nprocs == 1 and not vectorized and bar is None and not capture:
-            return list(map(func, data))  # one process: nothing to split or join
+            return _apply_block(func, data, False, None, 0, par.id)  # one process: nothing to split or join
         compute = _computer(par.id, func, vectorized, capture)
         if par.nprocs == 1:
-            result = compute(semantics.root_block(data, 0, len(data)), bar)
+            result = compute(semantics.root_block(data, 0, len(data)), bar, 0)
             _raise_failures([result])
             return semantics.join_map_results([] if result is _NoBlock else [result], vectorized)
         if schedule == "dynamic":
@@ -111,17 +118,18 @@ def _refuse(par: Transport, refusal: checks.Refusal, root: int, schedule: str) -
     refusal.raise_it()
 
 
-Compute = Callable[[Sequence[Any], "_progress.Bar | None"], Any]
+# compute(block, bar, first): ``first`` is where the block starts in the data (None: not known here)
+Compute = Callable[[Sequence[Any], "_progress.Bar | None", "int | None"], Any]
 
 
 def _computer(rank: int, func: Callable[[Any], Any], vectorized: bool, capture: bool) -> Compute:
     """Applies ``func`` to a block; with ``capture``, a raise becomes a :class:`TaskFailure`."""
 
-    def compute(block: Sequence[Any], bar: _progress.Bar | None) -> Any:
+    def compute(block: Sequence[Any], bar: _progress.Bar | None, first: int | None) -> Any:
         if not capture:
-            return _apply_block(func, block, vectorized, bar)
+            return _apply_block(func, block, vectorized, bar, first, rank)
         try:
-            return _apply_block(func, block, vectorized, bar)
+            return _apply_block(func, block, vectorized, bar, first, rank)
         except Exception as exc:
             return TaskFailure(rank, _remote.report(exc))
 
@@ -134,7 +142,15 @@ def _raise_failures(results: Sequence[Any]) -> None:
             raise result.error()
 
 
-def _apply_block(func: Callable[[Any], Any], block: Sequence[Any], vectorized: bool, bar: _progress.Bar | None) -> Any:
+def _apply_block(
+    func: Callable[[Any], Any],
+    block: Sequence[Any],
+    vectorized: bool,
+    bar: _progress.Bar | None,
+    first: int | None,
+    rank: int,
+) -> Any:
+    """``func`` over ``block`` (or on it, vectorized); a failing item is named in a note of its exception."""
     if vectorized:
         if len(block) == 0:
             return _NoBlock
@@ -142,13 +158,21 @@ def _apply_block(func: Callable[[Any], Any], block: Sequence[Any], vectorized: b
         if bar is not None:
             bar.update(len(block))
         return result
-    if bar is None:
-        return list(map(func, block))
-    results = []
-    for item in block:
-        results.append(func(item))
-        bar.update(1)
-    return results
+    items = iter(block)
+    try:
+        if bar is None:
+            return list(map(func, items))
+        results = []
+        for item in items:
+            results.append(func(item))
+            bar.update(1)
+        return results
+    except Exception as exc:
+        # the failing item is the last one taken: blocks are lists or arrays, whose iterators know what is left
+        index = len(block) - operator.length_hint(items, len(block)) - 1
+        if 0 <= index < len(block):
+            _remote.note_map_item(exc, block[index], index, first, rank)
+        raise
 
 
 def _static(
@@ -163,7 +187,28 @@ def _static(
     bounds = semantics.block_bounds(len(data), par.nprocs) if par.id == root else None
     block = par._scatter(data, bounds, root)
     checks.refused(block)
-    local = compute(block, bar)
+    local = compute(block, bar, None if bounds is None else bounds[root][0])
+    try:
+        parts = _static_results(par, local, root, progress, bar, bounds)
+        if parts is None:
+            return None
+        _raise_failures(parts)
+    except RemoteError as error:  # a worker's item failed: name it by its index in data
+        if bounds is not None:
+            _remote.locate_map_item(error, [start for start, _ in bounds])
+        raise
+    return semantics.join_map_results([part for part in parts if part is not _NoBlock], vectorized)
+
+
+def _static_results(
+    par: Transport,
+    local: Any,
+    root: int,
+    progress: bool,
+    bar: _progress.Bar | None,
+    bounds: list[tuple[int, int]] | None,
+) -> list[Any] | None:
+    """Every block's result on root (``None`` elsewhere), moving the bar as they arrive."""
     if not progress:
         parts = par._gather_list(local, root)
     elif par.id != root:
@@ -183,10 +228,7 @@ def _static(
             assert bar is not None
             start, stop = bounds[source]
             bar.update(stop - start)
-    if parts is None:
-        return None
-    _raise_failures(parts)
-    return semantics.join_map_results([part for part in parts if part is not _NoBlock], vectorized)
+    return parts
 
 
 def _dynamic_root(
@@ -208,7 +250,8 @@ def _dynamic_root(
         nonlocal next_chunk, in_flight
         if next_chunk < len(chunks) and not failed:
             start, stop = chunks[next_chunk]
-            par._send((next_chunk, semantics.take_block(data, start, stop)), rank, CollTag.MAP_TASK, Space.COLL)
+            task = (next_chunk, start, semantics.take_block(data, start, stop))
+            par._send(task, rank, CollTag.MAP_TASK, Space.COLL)
             next_chunk += 1
             in_flight += 1
 
@@ -239,7 +282,7 @@ def _dynamic_root(
         index = next_chunk
         next_chunk += 1
         start, stop = chunks[index]
-        results[index] = _root_chunk(compute, semantics.root_block(data, start, stop), vectorized, bar, collect)
+        results[index] = _root_chunk(compute, semantics.root_block(data, start, stop), start, vectorized, bar, collect)
         failed = failed or isinstance(results[index], TaskFailure)
     while in_flight:
         collect(block=True)
@@ -253,6 +296,7 @@ def _dynamic_root(
 def _root_chunk(
     compute: Compute,
     items: Sequence[Any],
+    first: int,
     vectorized: bool,
     bar: _progress.Bar | None,
     collect: Callable[[bool], bool],
@@ -263,13 +307,13 @@ def _root_chunk(
     chunks other processes finished and hands them new ones.
     """
     if vectorized:
-        return compute(items, bar)
+        return compute(items, bar, first)
     results: list[Any] = []
     step = 1
     start = 0
     while start < len(items):
         began = time.perf_counter()
-        part = compute(items[start : start + step], bar)
+        part = compute(items[start : start + step], bar, first + start)
         if isinstance(part, TaskFailure):
             return part
         results.extend(part)
@@ -290,5 +334,5 @@ def _dynamic_worker(par: Transport, compute: Compute, root: int) -> None:
         if task is None:
             par._complete_sends()
             return None
-        index, items = task
-        par._send((index, compute(items, None)), root, CollTag.MAP_RESULT, Space.COLL)
+        index, first, items = task
+        par._send((index, compute(items, None, first)), root, CollTag.MAP_RESULT, Space.COLL)

@@ -6,12 +6,21 @@ importable goes by reference, as with plain pickle. Large contiguous buffers
 (numpy arrays, also inside dicts, lists and dataclasses) can be taken out of
 the stream with ``buffer_callback`` and moved separately, without copies.
 
+Code that travels by value keeps its file name (cloudpickle would call it
+``<dynamic-code>``), so a remote traceback says ``File "job.py", line 6, in
+job`` and shows the line: the receiver reads it from the file, or, for code
+with no file on disk (a notebook cell, ``python -c``), from the lines the
+sender had in :mod:`linecache`, which travel with the code.
+
 cloudpickle is imported on first use, not when parallelizer is imported.
 """
 
 from __future__ import annotations
 
+import linecache
+import os
 import pickle
+import types
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -51,7 +60,10 @@ def _cloudpickle_dumps() -> Callable[..., bytes]:
         def dumps(obj: Any, protocol: int, buffer_callback: Callable[..., Any] | None = None) -> bytes:
             if len(copyreg.dispatch_table) != seen[0]:  # a library registered a reducer since
                 seen[0] = len(copyreg.dispatch_table)
-                Pickler.dispatch_table = {**cloudpickle.Pickler.dispatch_table, memoryview: _reduce_memoryview}
+                table = {**cloudpickle.Pickler.dispatch_table, memoryview: _reduce_memoryview}
+                if types.CodeType in table:
+                    table[types.CodeType] = _code_reducer(table[types.CodeType])
+                Pickler.dispatch_table = table
             with io.BytesIO() as file:
                 Pickler(file, protocol=protocol, buffer_callback=buffer_callback).dump(obj)
                 return file.getvalue()
@@ -70,6 +82,62 @@ def _rebuild_memoryview(data: Any, readonly: bool, format: str, shape: tuple[int
     raw = memoryview(data).cast("B")
     copy = memoryview(bytes(raw) if readonly else bytearray(raw))
     return copy.cast(format, shape) if format != "B" or len(shape) != 1 else copy  # type: ignore[call-overload]
+
+
+_DYNAMIC = "<dynamic-code>"  # the file name cloudpickle gives code it ships by value
+_on_disk: dict[str, bool] = {}  # file name -> whether it is a file here (asked once)
+
+
+def _code_reducer(reduce_code: Callable[[types.CodeType], Any]) -> Callable[[types.CodeType], Any]:
+    """Wraps cloudpickle's reducer of code objects so that the code keeps its file name (and lines)."""
+
+    def reduce(code: types.CodeType) -> Any:
+        rebuild, args = reduce_code(code)
+        args = tuple(code.co_filename if isinstance(arg, str) and arg == _DYNAMIC else arg for arg in args)
+        lines = _lines_without_file(code)
+        if lines is None:
+            return rebuild, args
+        return _rebuild_code, (rebuild, args, code.co_filename, lines)
+
+    return reduce
+
+
+def _lines_without_file(code: types.CodeType) -> dict[int, str] | None:
+    """The source lines of ``code`` (number -> text) when its file is not on disk but in :mod:`linecache`.
+
+    Only the lines ``code`` spans travel (a notebook cell's function, not the
+    whole cell history).
+    """
+    name = code.co_filename
+    on_disk = _on_disk.get(name)
+    if on_disk is None:
+        on_disk = _on_disk[name] = os.path.isfile(name)
+    if on_disk or name not in linecache.cache:
+        return None
+    numbers = [line for _, _, line in code.co_lines() if line is not None]
+    if not numbers:
+        return None
+    text = linecache.getlines(name)  # also a lazy entry's lines
+    first, last = min(code.co_firstlineno, *numbers), max(numbers)
+    return {number: text[number - 1] for number in range(first, min(last, len(text)) + 1)}
+
+
+def _rebuild_code(
+    rebuild: Callable[..., types.CodeType], args: tuple[Any, ...], name: str, lines: dict[int, str]
+) -> Any:
+    """Builds a code object on the receiver and lets :mod:`linecache` show its lines."""
+    code = rebuild(*args)
+    entry = linecache.cache.get(name)
+    known: list[str] = []
+    if entry is not None and len(entry) == 4:
+        if entry[1] is not None:  # a file read here: it knows its lines
+            return code
+        known = list(entry[2])
+    known.extend([""] * (max(lines) - len(known)))
+    for number, text in lines.items():
+        known[number - 1] = text
+    linecache.cache[name] = (sum(map(len, known)), None, known, name)
+    return code
 
 
 def _describe(obj: object) -> str:

@@ -12,12 +12,13 @@ raises, even ``KeyboardInterrupt``, arrives without its ``__cause__``.
 
 from __future__ import annotations
 
+import reprlib
 import socket
 import traceback
 from types import TracebackType
 from typing import Any
 
-from ..errors import RemoteError
+from ..errors import RemoteError, RemoteSerializationError, SerializationError
 from . import pickling
 
 HOST = socket.gethostname()  # named in every report: "rank 3 on node2"
@@ -76,12 +77,18 @@ def report(exc: BaseException) -> dict[str, Any]:
         "traceback": format_traceback(exc),
         "exception": _round_trips(exc),
         "host": HOST,
+        "serialization": isinstance(exc, SerializationError),
     }
 
 
 def rebuild(rank: int, info: dict[str, Any]) -> RemoteError:
-    """The :class:`RemoteError` for a :func:`report` made on ``rank``."""
-    error = RemoteError(rank, info["exc_type"], info["message"], info["traceback"], info.get("host", ""))
+    """The :class:`RemoteError` for a :func:`report` made on ``rank``.
+
+    A :class:`RemoteSerializationError` (also a ``TypeError``) when the
+    report is of a :class:`SerializationError`.
+    """
+    kind = RemoteSerializationError if info.get("serialization") else RemoteError
+    error = kind(rank, info["exc_type"], info["message"], info["traceback"], info.get("host", ""))
     pickled = info.get("exception")
     if pickled is not None:
         try:
@@ -89,3 +96,55 @@ def rebuild(rank: int, info: dict[str, Any]) -> RemoteError:
         except BaseException:  # whatever unpickling raises here, the report itself arrives
             error.__cause__ = None
     return error
+
+
+_LOCAL_ITEM = "_parallelizer_map_item"  # (rank, index in that rank's block), for root to make it global
+
+
+def note_map_item(exc: BaseException, item: Any, index: int, first: int | None, rank: int) -> None:
+    """Names, in a note of ``exc``, the item of a ``map`` on which ``func`` raised it.
+
+    Args:
+        exc: What ``func`` raised.
+        item: The item (shown as a short ``reprlib`` repr).
+        index: Its position in this process's block.
+        first: Where that block starts in the map's data, when this process knows it.
+        rank: This process's rank.
+
+    Example:
+        >>> exc = ZeroDivisionError("division by zero")
+        >>> note_map_item(exc, 0, 1, 2, rank=1)
+        >>> exc.__notes__
+        ['(in map item 3: 0)']
+        >>> exc = ValueError("bad")
+        >>> note_map_item(exc, "x" * 100, 4, None, rank=2)
+        >>> exc.__notes__
+        ["(in map item 4 of rank 2's block: 'xxxxxxxxxxxx...xxxxxxxxxxxxx')"]
+    """
+    shown = reprlib.repr(item)
+    if first is not None:
+        exc.add_note(f"(in map item {first + index}: {shown})")
+        return
+    exc.add_note(f"(in map item {index} of rank {rank}'s block: {shown})")
+    setattr(exc, _LOCAL_ITEM, (rank, index, shown))  # every exception has a __dict__ (BaseException's)
+
+
+def locate_map_item(error: RemoteError, starts: list[int]) -> None:
+    """Rewrites the note of a worker's failing ``map`` item with its index in the whole data.
+
+    ``starts`` are where each rank's block begins. Changes ``error`` in place
+    (its type stays); does nothing when the worker's exception did not travel
+    (unpicklable) or was not raised by a map item.
+    """
+    cause = error.__cause__
+    found = getattr(cause, _LOCAL_ITEM, None)
+    if cause is None or not (isinstance(found, tuple) and len(found) == 3 and found[0] == error.rank):
+        return
+    rank, index, shown = found
+    local = f"(in map item {index} of rank {rank}'s block: {shown})"
+    located = f"(in map item {starts[rank] + index}: {shown})"
+    error.remote_traceback = error.remote_traceback.replace(local, located)
+    error.args = (error.rank, error.exc_type, error.message, error.remote_traceback)
+    notes = getattr(cause, "__notes__", None)
+    if isinstance(notes, list):
+        cause.__notes__ = [located if note == local else note for note in notes]

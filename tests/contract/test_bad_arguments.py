@@ -57,6 +57,7 @@ BAD_DATA = {
     "numpy scalar": lambda: np.float64(3.0),
     "0-d array": lambda: np.array(3),
     "generator": lambda: (x for x in [1]),
+    "set": lambda: {1, 2},
 }
 
 
@@ -77,6 +78,52 @@ def _bad_data_body(call, kind, parallelizer):
 @pytest.mark.parametrize("kind", BAD_DATA)
 def test_bad_data_on_root_raises_on_every_process(par, call, kind):
     assert spmd(par, _bad_data_body, call, kind) == list(range(par.nprocs))
+
+
+def _unlistable_body(call, parallelizer):
+    """Root's data has a length but cannot be iterated: its error is raised on every process."""
+    mine = Unlistable() if parallelizer.on_main else None
+    calls = {
+        "scatter": lambda: parallelizer.scatter(mine),
+        "map": lambda: parallelizer.map(abs, mine),
+        "dynamic map": lambda: parallelizer.map(abs, mine, schedule="dynamic"),
+    }
+    with pytest.raises(ValueError, match="cannot iterate"):
+        calls[call]()
+    return parallelizer.allgather(parallelizer.id)
+
+
+class Unlistable:
+    def __len__(self):
+        return 3
+
+    def __iter__(self):
+        raise ValueError("cannot iterate")
+
+
+@pytest.mark.parametrize("call", ["scatter", "map", "dynamic map"])
+def test_data_that_fails_to_list_raises_on_every_process(par, call):
+    assert spmd(par, _unlistable_body, call) == list(range(par.nprocs))
+
+
+def test_bad_data_messages_say_what_to_pass(par):
+    if not par.on_main:
+        pytest.skip("checked on main (the message is the same on every process)")
+    from parallelizer import MPIParallelizer
+
+    if isinstance(par, MPIParallelizer):
+        pytest.skip("under MPI every rank calls the collective: see test_bad_data_on_root_raises_on_every_process")
+    expected = {
+        "set": "not set: it has no order to split; pass sorted(data) or list(data)",
+        "dict": "not dict: say what to split; pass list(data.items()), list(data) or list(data.values())",
+        "generator": "not generator: it has no length; pass list(data)",
+        "0-d array": "not a 0-d numpy array",
+    }
+    for kind, tail in expected.items():
+        with pytest.raises(TypeError) as info:
+            par.scatter(BAD_DATA[kind]())
+        assert str(info.value).startswith("data must be a sequence (list, tuple, range, numpy array")
+        assert str(info.value).endswith(tail)
 
 
 def _progress_without_tqdm_body(parallelizer):

@@ -7,6 +7,8 @@ on main, or aborts the MPI job), assertions about main's result after it.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -89,8 +91,22 @@ def _scatter_body(data, root, parallelizer):
         tuple(range(5)),
         range(8),
         ["a", "b", "c", "d"],
+        collections.deque(range(9)),  # a sequence that cannot be sliced: listed once on root
+        collections.UserList(range(6)),
     ],
-    ids=["arange1000", "float10", "uneven7", "two", "empty", "list11", "tuple5", "range8", "strings"],
+    ids=[
+        "arange1000",
+        "float10",
+        "uneven7",
+        "two",
+        "empty",
+        "list11",
+        "tuple5",
+        "range8",
+        "strings",
+        "deque",
+        "userlist",
+    ],
 )
 def test_scatter_splits_like_array_split(par, data):
     lengths = par.run(_scatter_body, data, 0)

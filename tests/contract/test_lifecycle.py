@@ -109,6 +109,38 @@ def _print_body(parallelizer):
     return True
 
 
+def _lazy_print_body(parallelizer):
+    values = [3, 1, 4] if parallelizer.on_main else None
+    calls = []
+
+    def counted(text):
+        calls.append(text)
+        return text
+
+    parallelizer.print(lambda: f"max {max(values)}")  # max(None) would raise on a worker
+    parallelizer.print(lambda: counted(f"worker {parallelizer.id}"), where="workers")
+    parallelizer.print(lambda: counted("everyone"), where="all")
+    parallelizer.print(int, where="main")  # a class is printed, not called
+    parallelizer.barrier()
+    return parallelizer.gather(calls)
+
+
+def test_print_calls_a_function_only_where_it_prints(par, capfd):
+    from parallelizer import MPIParallelizer
+
+    calls = par.run(_lazy_print_body)
+    lines = capfd.readouterr().out.splitlines()
+    n = par.nprocs
+    if par.on_main:
+        assert calls == [["everyone"]] + [[f"worker {rank}", "everyone"] for rank in range(1, n)]
+    if isinstance(par, MPIParallelizer) and not par.on_main:
+        assert lines == [f"[{par.id}/{n}] worker {par.id}", f"[{par.id}/{n}] everyone"]
+    else:
+        assert lines[:3] == ["max 4", "everyone", "<class 'int'>"]
+        workers = [f"[{rank}/{n}] {text}" for rank in range(1, n) for text in (f"worker {rank}", "everyone")]
+        assert sorted(lines[3:]) == ([] if isinstance(par, MPIParallelizer) else sorted(workers))
+
+
 def test_print(par, capfd):
     from parallelizer import MPIParallelizer
 

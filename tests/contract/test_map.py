@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import reprlib
 import time
 
 import numpy as np
 import pytest
+
+from parallelizer import RemoteError
 
 SCHEDULES = ["static", "dynamic"]
 
@@ -33,6 +37,16 @@ def test_itemwise_map_in_input_order(par, schedule, size):
     result = par.run(_map_body, list(range(size)), schedule, False, None)
     if par.on_main:
         assert result == [x * x for x in range(size)]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("vectorized", [False, True])
+def test_map_over_a_deque(par, schedule, vectorized):
+    # a deque is a Sequence that cannot be sliced: root lists it once
+    func = (lambda block: [x * x for x in block]) if vectorized else _square
+    result = par.run(_map_body, collections.deque(range(7)), schedule, vectorized, None, func=func)
+    if par.on_main:
+        assert result == [x * x for x in range(7)]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -142,3 +156,40 @@ def test_dynamic_map_with_large_chunks(par):
     result = par.run(_large_chunks_body)
     if par.on_main:
         assert result == [abs(x) for x in range(-60_000, 60_000)]
+
+
+BAD = "bad" + "x" * 100  # shown truncated
+
+
+def _refuse_bad(item):
+    if item == BAD:
+        raise ValueError("a bad item")
+    return item
+
+
+def _failing_map_body(index, schedule, parallelizer):
+    data = ["ok"] * 11
+    data[index] = BAD
+    return parallelizer.map(_refuse_bad, data if parallelizer.on_main else None, schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("index", [0, 10])  # in main's block / in the last rank's block
+def test_a_failing_item_is_named_by_its_index_and_value(par, schedule, index):
+    from parallelizer import MPIParallelizer
+
+    if isinstance(par, MPIParallelizer):
+        pytest.skip("under MPI a failing rank aborts the job, printing its traceback and this note")
+    with pytest.raises((ValueError, RemoteError)) as info:
+        par.run(_failing_map_body, index, schedule)
+    err = info.value
+    note = f"(in map item {index}: {reprlib.repr(BAD)})"
+    assert len(note) < 60  # a short repr
+    if isinstance(err, RemoteError):
+        assert err.exc_type == "ValueError" and str(err).endswith(f"ValueError: a bad item\n{note}")
+        assert err.__cause__.__notes__ == [note]
+    else:
+        assert err.__notes__ == [note]
+    if schedule == "static":  # who runs which item is fixed
+        assert isinstance(err, RemoteError) == (index == 10 and par.nprocs > 1)
+    assert par.run(_map_body, [1, 2], schedule, False, None) == [1, 4]  # still usable

@@ -6,6 +6,7 @@ runs it and only main gets the client's result.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 import os
@@ -95,6 +96,8 @@ def _scatter_client(parallelizer=None):
     parallelizer.apply(lambda block: block.__imul__(2), blocks)  # in place, everywhere
     doubled = parallelizer.pull(blocks)
     listed = parallelizer.pull(parallelizer.push([1, 2, 3, 4, 5], scatter=True))
+    from_deque = parallelizer.pull(parallelizer.push(collections.deque([1, 2, 3, 4, 5]), scatter=True))
+    assert from_deque == listed
     return sizes, doubled, listed
 
 
@@ -337,10 +340,10 @@ def _failures_client(kind, main_pid, parallelizer=None):
             call()
             outcomes.append("no error")
         except RemoteError as err:
-            outcomes.append(("RemoteError", err.exc_type))
+            outcomes.append(("RemoteError", err.exc_type, isinstance(err, TypeError)))
         except Exception as err:  # a submitted task raises its own exception type, the RemoteError as cause
             assert isinstance(err.__cause__, RemoteError), repr(err)
-            outcomes.append((type(err).__name__, err.__cause__.exc_type))
+            outcomes.append((type(err).__name__, err.__cause__.exc_type, isinstance(err, TypeError)))
     outcomes.append(parallelizer.map(abs, range(-3, 3)))  # the session is in step: the next call works
     outcomes.append(parallelizer.apply(_rank))
     return outcomes
@@ -365,6 +368,8 @@ def test_every_kind_of_failure_is_reported_and_the_session_goes_on(par, kind, re
         for outcome in failures:
             assert outcome != "no error", failures
             assert outcome[1].endswith(remote_type), failures
+            # a SerializationError is a TypeError, also when it reaches main as a RemoteError
+            assert outcome[2] == (remote_type == "SerializationError"), failures
 
 
 def _failing_item_client(parallelizer=None):

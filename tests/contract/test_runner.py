@@ -118,7 +118,8 @@ def _failing_tasks_client(parallelizer=None):
         try:
             parallelizer.map(lambda x: 1 // (x - 7), range(20), schedule=schedule)
         except RemoteError as err:
-            named = bool(err.host) and f"rank {err.rank} on {err.host} raised ZeroDivisionError" in str(err)
+            named = str(err).endswith("ZeroDivisionError: integer division or modulo by zero\n(in map item 7: 7)")
+            named = named and bool(err.host) and f"rank {err.rank} on {err.host} raised ZeroDivisionError" in str(err)
             outcomes.append((err.exc_type, isinstance(err.__cause__, ZeroDivisionError), err.rank >= 0, named))
     outcomes.append(parallelizer.map(_square, range(6)))  # the servers kept serving
     return outcomes
