@@ -48,19 +48,19 @@ system-deps:
 	fi
 
 MPIEXEC := $(VENV)/bin/mpiexec
-# Under mpiexec every rank runs pytest; lines are prefixed with the rank.
+# Under mpiexec every rank runs pytest (lines prefixed with the rank), as
+# developers run it by hand; `make test` uses tests/mpi_suite.py instead: one
+# line per rank, and the whole log of a rank that failed.
 MPI_PYTEST := $(PY) -m pytest --with-mpi -q -p no:cacheprovider --capture=sys
 MPI_TIMEOUT := 900
+MPI_SUITE := $(PY) tests/mpi_suite.py --mpiexec $(MPIEXEC) --timeout $(MPI_TIMEOUT)
 
 # The whole suite: unit tests, the conformance suite on the serial and
 # multiprocessing backends, the launcher tests, then the conformance suite and
 # the MPI tests under mpiexec with 1, 2 and 3 ranks, then the cluster tests.
 test: install system-deps schwimmbad-tests
 	$(PY) -m pytest --ignore=tests/cluster
-	for n in 1 2 3; do \
-		echo "== mpiexec -n $$n =="; \
-		timeout $(MPI_TIMEOUT) $(MPIEXEC) -n $$n -prepend-rank $(MPI_PYTEST) tests || exit 1; \
-	done
+	@for n in 1 2 3; do $(MPI_SUITE) -n $$n -- tests || exit 1; done
 	$(MAKE) --no-print-directory test-cluster
 
 # Beyond one node (tests/cluster, as root on Linux): the MPI conformance suite
