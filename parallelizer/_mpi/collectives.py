@@ -137,6 +137,10 @@ class Collectives:
     def gather(self, obj: Any, root: int) -> Any:
         """``gather``: concatenated arrays with ``Gatherv``, else a list."""
         slots = self.slots.exchange(obj)
+        if all(slot.kind == INLINE for slot in slots):  # small objects: the exchange was the whole gather
+            if self.rank != root:
+                return None
+            return [obj if rank == root else slot.value for rank, slot in enumerate(slots)]
         plan = _same_dtype_plan(slots)
         if plan is None:
             parts = self.gather_list(obj, root, slots)
