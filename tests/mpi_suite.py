@@ -78,6 +78,13 @@ def skip_reasons(logs: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _launcher_flags(mpiexec: str, nprocs: int) -> list[str]:
+    """What ``python -m parallelizer -n`` adds for this mpiexec (Open MPI: as root, oversubscribed)."""
+    from parallelizer import cli
+
+    return cli.launcher_flags(mpiexec, nprocs)
+
+
 def _went_wrong(line: str) -> bool:
     return line.startswith("no pytest summary") or re.search(r"\b\d+ (failed|errors?)\b", line) is not None
 
@@ -88,7 +95,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, required=True, help="number of ranks")
     parser.add_argument("--mpiexec", default=os.path.join(os.path.dirname(sys.executable), "mpiexec"))
-    parser.add_argument("--flag", action="append", default=[], help="a launcher option (repeat for several)")
+    parser.add_argument(
+        "--flag",
+        action="append",
+        default=[],
+        help="a launcher option (repeat for several); default: the ones 'python -m parallelizer -n' adds",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds before the job is killed")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest (after --)")
     options = parser.parse_args(argv)
@@ -96,7 +108,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mpi-suite-") as log_dir:
         command = [
             options.mpiexec,
-            *options.flag,
+            *(options.flag or _launcher_flags(options.mpiexec, options.n)),
             "-n",
             str(options.n),
             sys.executable,

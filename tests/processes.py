@@ -18,9 +18,34 @@ def require_mpiexec() -> str:
     return mpiexec
 
 
+def mpiexec_command(nprocs: int, mpiexec: str | None = None) -> list[str]:
+    """``[mpiexec, flags..., "-n", nprocs]`` for the installed MPI (or ``mpiexec``).
+
+    The flags are the ones ``python -m parallelizer -n`` adds for that MPI's
+    launcher (Open MPI's ``--allow-run-as-root`` as root and
+    ``--oversubscribe``), so a test runs the same under every MPI library.
+    """
+    from parallelizer import cli
+
+    mpiexec = mpiexec or require_mpiexec()
+    return [mpiexec, *cli.launcher_flags(mpiexec, nprocs), "-n", str(nprocs)]
+
+
 # Variables a test's own launcher (mpiexec/srun running pytest) or shell would pass on to
 # the processes a test starts, changing what they detect: see parallelizer._core.env.
-LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "HYDI_", "HYDRA_", "MV2_", "SLURM_", "MPI_LOCAL", "MPI4PY_RC_", "PRTE_")
+LAUNCHER_PREFIXES = (
+    "OMPI_",
+    "PMIX_",
+    "PMI_",
+    "HYDI_",
+    "HYDRA_",
+    "MV2_",
+    "SLURM_",
+    "MPI_LOCAL",
+    "MPI4PY_RC_",
+    "PRTE_",
+    "I_MPI_",
+)
 
 
 def clean_environment() -> dict[str, str]:

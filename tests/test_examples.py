@@ -205,7 +205,19 @@ def test_async_tasks_with_metadata(mode, serial_outputs):
 @pytest.mark.parametrize("mode", [*MODES, "mpiexec --pool"])
 def test_executor(mode, serial_outputs):
     if mode == "mpiexec --pool":
-        out = _run([MPIEXEC, "-n", "3", sys.executable, "-m", "parallelizer", "--pool", "examples/executor.py"])
+        out = _run(
+            [
+                MPIEXEC,
+                *cli.launcher_flags(MPIEXEC, 3),
+                "-n",
+                "3",
+                sys.executable,
+                "-m",
+                "parallelizer",
+                "--pool",
+                "examples/executor.py",
+            ]
+        )
     else:
         out, _ = _same_as_serial("executor.py", mode, serial_outputs)
     backend = BACKEND["mpiexec" if "mpiexec" in mode else mode].split()[0]

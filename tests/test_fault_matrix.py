@@ -16,7 +16,7 @@ import pytest
 from backends import mp_groups
 from faults import CALLS, WHEN, InjectedFault, cannot_finish, failing_body, positions
 
-from parallelizer import MultiprocessingParallelizer, RemoteError
+from parallelizer import MultiprocessingParallelizer, RemoteError, cli
 from parallelizer._mpi import runtime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,7 +70,17 @@ def test_mpi_fault_aborts_the_job(size, call, failing, when):
     env = {key: value for key, value in os.environ.items() if key != "PARALLELIZER"}
     script = os.path.join(HERE, "scripts", "mpi_fault.py")
     result = subprocess.run(
-        [mpiexec, "-n", str(size), sys.executable, script, call, str(failing), when],
+        [
+            mpiexec,
+            *cli.launcher_flags(mpiexec, size),
+            "-n",
+            str(size),
+            sys.executable,
+            script,
+            call,
+            str(failing),
+            when,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,11 +10,22 @@ import subprocess
 import sys
 
 import pytest
-from processes import clean_environment, require_mpiexec
+from processes import clean_environment, mpiexec_command, require_mpiexec
+
+from parallelizer._mpi import runtime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAIL = os.path.join(HERE, "scripts", "mpi_fail.py")
 MPIEXEC = require_mpiexec()
+# What info shows for each MPI library's own mpiexec (tools/mpi_matrix.py runs this file under each)
+LIBRARY = runtime.library_version()
+MPIEXEC_NAME, SIZE_VARIABLE = (
+    ("Open MPI's mpiexec", "OMPI_COMM_WORLD_SIZE")
+    if LIBRARY.startswith("Open MPI")
+    else ("Intel MPI's hydra mpiexec", "PMI_SIZE")
+    if LIBRARY.startswith("Intel")
+    else ("MPICH's hydra mpiexec", "PMI_SIZE")
+)
 TIMEOUT = 120
 
 
@@ -25,7 +36,7 @@ def _run(args, env=None, timeout=TIMEOUT):
 
 
 def _mpiexec(n, *args):
-    return _run([MPIEXEC, "-n", str(n), sys.executable, *args])
+    return _run([*mpiexec_command(n, MPIEXEC), sys.executable, *args])
 
 
 @pytest.mark.parametrize("nprocs", [2, 3])
@@ -97,7 +108,7 @@ def test_info():
         "parallelizer ",
         "numpy ",
         "mpi4py ",
-        "MPI library  MPICH",
+        f"MPI library  {LIBRARY}",
         f"mpiexec      {MPIEXEC}",
         "launcher     none (not started by mpiexec/srun)",
         "lookup(None) serial, because nothing else applies",
@@ -114,7 +125,22 @@ def test_info_under_mpiexec_prints_one_report_with_the_layout():
     assert result.stdout.count("parallelizer ") == 1, result.stdout  # rank 0 alone reports
     host = socket.gethostname()
     assert f"layout       3 ranks on 1 host: {host} (ranks 0-2)" in result.stdout.splitlines()
-    assert "launcher     MPICH's hydra mpiexec, 3 processes (PMI_SIZE=3)" in result.stdout
+    assert f"launcher     {MPIEXEC_NAME}, 3 processes ({SIZE_VARIABLE}=3)" in result.stdout
+
+
+SINGLETON = """
+from parallelizer import MPIParallelizer
+MPIParallelizer().run(lambda parallelizer: parallelizer.barrier())
+print(sorted({line.split()[-1] for line in open("/proc/self/maps") if " /dev/shm/" in line}))
+"""
+
+
+def test_a_singleton_leaves_no_shared_memory_behind():
+    # Open MPI 5 started without mpiexec leaves its 16 MiB /dev/shm/sm_segment.* after every run
+    result = _run([sys.executable, "-c", SINGLETON])
+    assert result.returncode == 0, result.stderr
+    mapped = eval(result.stdout.strip().splitlines()[-1])  # a list of paths, printed by SINGLETON
+    assert [path for path in mapped if os.path.exists(path)] == []
 
 
 def test_a_world_of_one_under_a_launcher_of_several_is_diagnosed():

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from processes import require_mpiexec
+from processes import mpiexec_command, require_mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scripts", "mpi_reliability.py")
@@ -29,7 +29,11 @@ def _mpiexec(n, *args, env=None):
     full_env.update(env or {})
     started = time.monotonic()
     result = subprocess.run(
-        [MPIEXEC, "-n", str(n), sys.executable, *args], capture_output=True, text=True, timeout=TIMEOUT, env=full_env
+        [*mpiexec_command(n, MPIEXEC), sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=full_env,
     )
     return result, time.monotonic() - started
 

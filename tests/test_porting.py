@@ -53,7 +53,8 @@ def test_the_guide_has_a_runnable_before_and_after_for_each_tool():
 def test_snippet_runs(mode, code, tmp_path):
     for module, package in _NEEDS.items():
         if re.search(rf"^\s*(import|from) {module}\b", code, re.M):
-            pytest.importorskip(module, reason=f"{package} is in the 'integrations'/'test' extras (make test)")
+            why = f"{package} is not installed: it is in the 'integrations' extra (make test installs it)"
+            pytest.importorskip(module, reason=why)
     script = tmp_path / "snippet.py"
     script.write_text(code, encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PARALLELIZER", "PMI_", "HYDRA"))}

@@ -48,7 +48,7 @@ _LAUNCHER_SIZE_VARS: tuple[tuple[str, str | None], ...] = (
 
 
 # What launchers put in their processes' environment (see parallelizer._mpi.launcher).
-_LAUNCHER_PREFIXES = ("OMPI_COMM_WORLD_", "PMIX_", "PMI_", "HYDI_", "SLURM_")
+_LAUNCHER_PREFIXES = ("OMPI_COMM_WORLD_", "PMIX_", "PMI_", "HYDI_", "I_MPI_HYDRA_UUID", "SLURM_")
 
 
 def backend_spec() -> str | None:
@@ -120,7 +120,9 @@ def launcher_world_size() -> tuple[int, str] | None:
 
 
 def launcher_variables() -> dict[str, str]:
-    """The variables MPI launchers set (``OMPI_COMM_WORLD_*``, ``PMIX_*``, ``PMI_*``, ``HYDI_*``, ``SLURM_*``).
+    """The variables MPI launchers set (``OMPI_COMM_WORLD_*``, ``PMIX_*``, ``PMI_*``, ``HYDI_*``, ``SLURM_*``...).
+
+    Also Intel MPI's ``I_MPI_HYDRA_UUID``.
 
     Which launcher started this process is told by these alone; see
     :func:`parallelizer._mpi.launcher.detect`.

@@ -69,6 +69,8 @@ def detect(environ: Mapping[str, str]) -> Launcher | None:
         >>> launcher = detect({"PMI_RANK": "0", "PMI_SIZE": "8", "PMI_FD": "5", "SLURM_PROCID": "0"})
         >>> launcher.name, launcher.protocol, launcher.size
         ('srun --mpi=pmi2', 'pmi', 8)
+        >>> detect({"PMI_RANK": "0", "PMI_SIZE": "2", "PMI_FD": "5", "I_MPI_HYDRA_UUID": "bc79-..."}).name
+        "Intel MPI's hydra mpiexec"
         >>> detect({"PMI_SIZE": "4"}) is None  # no connection to a launcher: MPI starts alone
         True
     """
@@ -82,9 +84,12 @@ def detect(environ: Mapping[str, str]) -> Launcher | None:
         pmix_size = _int(environ.get("PMIX_SIZE")) or (slurm_size if slurm else None)
         return Launcher("pmix", name, f"PMIX_RANK={environ['PMIX_RANK']}", pmix_size, slurm)
     if "PMI_RANK" in environ and ("PMI_FD" in environ or "PMI_PORT" in environ):
-        hydra = "HYDI_CONTROL_FD" in environ
+        intel = "I_MPI_HYDRA_UUID" in environ  # Intel MPI's hydra: no HYDI_CONTROL_FD
+        hydra = intel or "HYDI_CONTROL_FD" in environ
         slurm = slurm and not hydra  # mpiexec inside a batch job inherits SLURM_PROCID
-        if hydra:
+        if intel:
+            name = "Intel MPI's hydra mpiexec"
+        elif hydra:
             name = "MPICH's hydra mpiexec"
         elif slurm:
             name = "srun --mpi=pmi2"

@@ -12,8 +12,11 @@ another job's), and the ``hydra_hwloc_xmlfile_*`` file that MPICH's launcher
 is safe while the job runs: mapped memory stays until the last process
 unmaps it.
 
-Open MPI and Intel MPI leave nothing after an abort; there is nothing to
-find for them.
+Open MPI and Intel MPI leave nothing after an abort under their ``mpiexec``.
+Open MPI 5 started without a launcher (a singleton, ``python script.py``)
+leaves its ``/dev/shm/sm_segment.*`` (16 MiB) behind after every run, even a
+clean one: :func:`remove_singleton_segment` unlinks it right after
+``MPI_Init``, where no other process can need it.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import os
 
 SHM_DIR = "/dev/shm/"
 SEGMENT_PREFIXES = ("mpich_shm_", "mpich_vci_")
+OPEN_MPI_SEGMENT_PREFIX = "sm_segment."
 LAUNCHER = "hydra_pmi_proxy"
 LAUNCHER_FILE_PREFIX = "hydra_hwloc_xmlfile_"
 
 
-def mapped_segments(maps: str = "/proc/self/maps") -> list[str]:
-    """The MPICH shared-memory files this process has mapped."""
+def mapped_segments(maps: str = "/proc/self/maps", prefixes: tuple[str, ...] = SEGMENT_PREFIXES) -> list[str]:
+    """The shared-memory files this process has mapped (MPICH's, or those named ``prefixes``)."""
     found: list[str] = []
     try:
         with open(maps, encoding="utf-8", errors="replace") as lines:
@@ -36,7 +40,7 @@ def mapped_segments(maps: str = "/proc/self/maps") -> list[str]:
                 fields = line.rstrip("\n").split(None, 5)
                 path = fields[5] if len(fields) == 6 else ""
                 name = path[len(SHM_DIR) :] if path.startswith(SHM_DIR) else ""
-                if name.startswith(SEGMENT_PREFIXES) and "/" not in name and path not in found:
+                if name.startswith(prefixes) and "/" not in name and path not in found:
                     found.append(path)
     except OSError:
         return []
@@ -66,6 +70,20 @@ def remove() -> list[str]:
     """Unlinks this job's leftovers (see the module docstring); returns what it removed."""
     removed = []
     for path in mapped_segments() + launcher_files():
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def remove_singleton_segment() -> list[str]:
+    """Unlinks the shared-memory file of an Open MPI singleton (see the module docstring).
+
+    Call it only in a process that initialized MPI without a launcher; returns
+    what it removed.
+    """
+    removed = []
+    for path in mapped_segments(prefixes=(OPEN_MPI_SEGMENT_PREFIX,)):
         with contextlib.suppress(OSError):
             os.unlink(path)
             removed.append(path)

@@ -21,7 +21,7 @@ from typing import Any
 from .._core import env
 from .._core.limits import LAUNCHER_QUERY
 from ..errors import LaunchMismatchError
-from . import launcher
+from . import launcher, leftovers
 
 INSTALL_HINT = "pip install 'parallelizer[mpi]'  (mpi4py plus the mpich wheel, which brings mpiexec)"
 
@@ -93,6 +93,8 @@ def load() -> Any:
                 MPI.Init()
             else:
                 MPI.Init_thread(getattr(MPI, _THREAD_LEVELS.get(str(mpi4py.rc.thread_level), "THREAD_MULTIPLE")))
+            if launcher.detect(env.launcher_variables()) is None and library_family() == "openmpi":
+                leftovers.remove_singleton_segment()
         _owe_init = False
     return MPI
 
