@@ -254,6 +254,52 @@ def measure(
     return samples
 
 
+def measure_alone(
+    cases: dict[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    calls: int,
+    warmup: int = 50,
+    sync: Callable[[], Any] = _no_sync,
+    agree: Callable[[float], float] = _identity,
+) -> dict[str, list[float]]:
+    """Times every case one call at a time, each call right after ``sync`` (a barrier).
+
+    How an iterative solver calls a collective: some work, then one call.
+    Unlike :func:`measure`, no call overlaps the next one's start, so what
+    a call costs before and after its data moves is all counted. The cases
+    take turns call by call, so a noisy moment spreads over all of them.
+
+    Args:
+        cases: Name -> a call doing the work once.
+        repeats: Samples per case.
+        calls: Calls per sample; a sample is their mean time.
+        warmup: Untimed calls per case first.
+        sync: Called before every call, outside the timing.
+        agree: Turns this process's figure into one all processes agree on.
+
+    Returns:
+        Name -> the per-call seconds of each sample.
+    """
+    for op in cases.values():
+        for _ in range(warmup):
+            sync()
+            op()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    gc.collect()
+    for _ in range(repeats):
+        spent = dict.fromkeys(cases, 0.0)
+        for _ in range(calls):
+            for name, op in cases.items():
+                sync()
+                began = time.perf_counter()
+                op()
+                spent[name] += time.perf_counter() - began
+        for name in cases:
+            samples[name].append(agree(spent[name] / calls))
+    return samples
+
+
 def mpi_job(name: str, title: str, args: argparse.Namespace) -> tuple[Any, Any, Any, Callable[[float], float], Report]:
     """What every rank of an MPI benchmark job starts with.
 

@@ -7,6 +7,10 @@ job and times:
   ``barrier``: ours against mpi4py's lowercase ``bcast``/``allreduce`` (what
   one uses for Python objects), ``Allreduce`` of a one-element array and
   ``Barrier``;
+* one call at a time, each right after a barrier (how a solver calls them
+  between other work), and in a loop: ``broadcast``, ``gather``,
+  ``allgather``, ``reduce`` and ``allreduce`` of an int and ``barrier``,
+  ours against mpi4py's lowercase calls and ``Barrier``;
 * ``broadcast`` of a dict holding a 64 MiB float64 array and a few small
   fields: ours (the array travels as a buffer, never pickled) against
   mpi4py's lowercase ``bcast`` (pickles it) and, as the floor, raw ``Bcast``
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .context import mpi_entry_point
-from .harness import MiB, Report, measure, mpi_job
+from .harness import MiB, Report, measure, measure_alone, mpi_job
 
 MODULE = "benchmarks.latency_mpi"
 NPROCS = 2
@@ -57,6 +61,33 @@ def _small_cases(par: Any, comm: Any, MPI: Any) -> dict[str, dict[str, Callable[
     }
 
 
+def _int_cases(par: Any, comm: Any, MPI: Any) -> dict[str, dict[str, Callable[[], Any]]]:
+    root = comm.Get_rank() == 0
+    return {
+        "broadcast int": {
+            "ours (MPI)": lambda: par.broadcast(7 if root else None),
+            "mpi4py bcast": lambda: comm.bcast(7 if root else None, root=0),
+        },
+        "gather int": {"ours (MPI)": lambda: par.gather(7), "mpi4py gather": lambda: comm.gather(7, root=0)},
+        "allgather int": {"ours (MPI)": lambda: par.allgather(7), "mpi4py allgather": lambda: comm.allgather(7)},
+        "reduce int": {
+            "ours (MPI)": lambda: par.reduce(7),
+            "mpi4py reduce": lambda: comm.reduce(7, op=MPI.SUM, root=0),
+        },
+        "allreduce int": {
+            "ours (MPI)": lambda: par.allreduce(7),
+            "mpi4py allreduce": lambda: comm.allreduce(7, op=MPI.SUM),
+        },
+        "barrier": {"ours (MPI)": par.barrier, "mpi4py Barrier": comm.Barrier},
+    }
+
+
+ALONE = " (alone after a barrier)"
+LOOP = " (in a loop)"
+ALONE_TARGET = 1.1
+BARRIER_TARGET = 1.05
+
+
 def _object_cases(par: Any, comm: Any) -> dict[str, Callable[[], Any]]:
     root = comm.Get_rank() == 0
     array = np.arange(ARRAY_MIB * MiB // 8, dtype=np.float64)
@@ -80,6 +111,12 @@ def run_ranks(args: argparse.Namespace) -> None:
         samples = measure(cases, repeats=repeats, warmup=200, min_time=0.02, sync=comm.Barrier, agree=agree)
         for system, values in samples.items():
             report.add(op, system, values)
+    for op, cases in _int_cases(par, comm, MPI).items():
+        alone = measure_alone(cases, repeats=repeats, calls=100 if args.quick else 400, sync=comm.Barrier, agree=agree)
+        looped = measure(cases, repeats=repeats, warmup=200, min_time=0.02, sync=comm.Barrier, agree=agree)
+        for system in cases:
+            report.add(op + ALONE, system, alone[system])
+            report.add(op + LOOP, system, looped[system])
     op = f"broadcast dict with {ARRAY_MIB} MiB array"
     samples = measure(
         _object_cases(par, comm), repeats=5 if args.quick else 9, warmup=2, sync=comm.Barrier, agree=agree
@@ -110,6 +147,20 @@ def compare(report: Report) -> None:
     ours = find("barrier", "ours (MPI)")
     for peer in ("mpi4py Barrier", "mpi4py barrier"):
         report.compare(section, "barrier", ours, find("barrier", peer), kind="cost")
+    section = "MPI small collectives, one call alone after a barrier and in a loop (2 ranks, an int)"
+    for op, peer in (
+        ("broadcast int", "mpi4py bcast"),
+        ("gather int", "mpi4py gather"),
+        ("allgather int", "mpi4py allgather"),
+        ("reduce int", "mpi4py reduce"),
+        ("allreduce int", "mpi4py allreduce"),
+        ("barrier", "mpi4py Barrier"),
+    ):
+        target = BARRIER_TARGET if op == "barrier" else ALONE_TARGET
+        for how in (ALONE, LOOP):
+            ours = find(op + how, "ours (MPI)")
+            goal = target if how == ALONE else None  # issue 15's targets are for calls alone
+            report.compare(section, op + how, ours, find(op + how, peer), kind="cost", target=goal)
     section = "MPI objects holding arrays (2 ranks)"
     op = f"broadcast dict with {ARRAY_MIB} MiB array"
     ours = find(op, "ours (MPI)")

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from . import registry
-from ._core import calls, checks, context, env
+from ._core import calls, checks, context, env, remote
 from .collectives import Collectives
+from .errors import RemoteError
 
 __all__ = ["Parallelizer"]
 
@@ -208,6 +209,9 @@ class Parallelizer(Collectives, registry.Choosing):
             self._run_threads.add(me)
             try:
                 return self._run(func, args, kwargs)
+            except RemoteError as exc:
+                # the user's call, the error, the remote traceback: not the frames it crossed
+                raise remote.surface(exc) from exc.__cause__
             finally:
                 self._run_threads.discard(me)
 

@@ -43,6 +43,24 @@ def test_a_workers_failure_in_run_shows_the_scripts_file_and_line(method):
     _assert_names_the_line(result.stderr, 11, 'raise ValueError("negative density")  # a worker\'s line')
 
 
+def _frames_above(stderr, headline):
+    """The files of the traceback that ends in ``headline`` (the last one printed)."""
+    text = stderr[: stderr.index(headline)]
+    text = text[text.rindex("Traceback (most recent call last):") :]
+    return [line.split('"')[1] for line in text.splitlines() if line.lstrip().startswith('File "')]
+
+
+@pytest.mark.parametrize("mode", ["run", "map"])
+def test_a_remote_error_shows_the_users_call_not_the_librarys_frames(mode):
+    headline = "parallelizer.errors.RemoteError: rank 1 on"
+    result = _script(mode, {"PARALLELIZER": "multiprocessing:2"})
+    frames = _frames_above(result.stderr, headline)
+    assert frames[0] == SCRIPT, result.stderr  # the user's own call comes first
+    assert len([name for name in frames if "parallelizer" + os.sep in name]) <= 1, result.stderr
+    debugging = _script(mode, {"PARALLELIZER": "multiprocessing:2", "PARALLELIZER_DEBUG": "1"})
+    assert len([name for name in _frames_above(debugging.stderr, headline) if "parallelizer" + os.sep in name]) > 2
+
+
 def test_a_workers_failing_map_item_shows_the_scripts_file_and_line():
     result = _script("map", {"PARALLELIZER": "multiprocessing:2"})
     assert result.returncode != 0

@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
+from ..errors import RemoteError
+from . import remote
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -122,6 +125,11 @@ def exclusive(method: Callable[Concatenate[G, P], R]) -> Callable[Concatenate[G,
                 self._watchdog.begin(name)
         try:
             return method(self, *args, **kwargs)
+        except RemoteError as exc:
+            if outer is None:
+                # the user's call, the error, the remote traceback: not the frames it crossed
+                raise remote.surface(exc) from exc.__cause__
+            raise
         finally:
             if outer is None:
                 if self._watchdog is not None:

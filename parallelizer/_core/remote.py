@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import RemoteError, RemoteSerializationError, SerializationError
-from . import pickling
+from . import env, pickling
 
 HOST = socket.gethostname()  # named in every report: "rank 3 on node2"
 
@@ -148,3 +148,23 @@ def locate_map_item(error: RemoteError, starts: list[int]) -> None:
     notes = getattr(cause, "__notes__", None)
     if isinstance(notes, list):
         cause.__notes__ = [located if note == local else note for note in notes]
+
+
+def surface(exc: RemoteError) -> RemoteError:
+    """``exc`` without the library's frames it crossed, to be raised from a public call.
+
+    What the user sees is then their own call, the error, and the remote
+    traceback; with ``PARALLELIZER_DEBUG=1`` the internal frames stay.
+
+    Example:
+        >>> try:
+        ...     raise RemoteError(1, "ValueError", "no")
+        ... except RemoteError as exc:
+        ...     surface(exc).__traceback__ is None or env.debug_enabled()
+        True
+    """
+    try:
+        keep = env.debug_enabled()
+    except ValueError:
+        keep = True
+    return exc if keep else exc.with_traceback(None)
