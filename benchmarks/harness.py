@@ -29,6 +29,7 @@ from typing import Any
 
 from .context import RESULTS_DIR, command_line, environment
 
+KiB = 1 << 10
 MiB = 1 << 20
 MARGIN = 0.05
 """A ratio within this fraction of its target is reported as marginal."""

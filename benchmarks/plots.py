@@ -3,6 +3,9 @@
 * ``throughput.png``: bytes per second against message size for every array
   collective: ours (MPI and local processes), raw mpi4py (buffer calls into
   warm and fresh arrays, pickle calls), ``Pool.map`` and one ``np.copyto``;
+* ``latency.png``: time per call against message size (log-log, 8 B to
+  256 MiB) for the MPI array collectives: ours, ours with ``out=``, raw
+  mpi4py buffer calls into a warm array and pickle calls;
 * ``map_throughput.png``: items per second of every system, for each map workload.
 """
 
@@ -12,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .harness import MiB
+from .harness import MiB, fmt_bytes
 
 PANELS = ("broadcast", "scatter", "gather", "allreduce", "scatter+gather")
 STYLES = (  # (label, test on (benchmark, system), colour, line style)
@@ -66,12 +69,12 @@ def throughput(documents: dict[str, Any], path: Path) -> Path | None:
                 )
         ax.set_title(op)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sizes_mib, [f"{size:g}" for size in sizes_mib])
+        ax.set_xticks(sizes_mib, [fmt_bytes(size * MiB).replace(".0 ", " ") for size in sizes_mib], rotation=45)
         ax.tick_params(labelbottom=True)
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
         ax.set_ylabel("GB/s (array bytes / time)")
-        ax.set_xlabel("array size (MiB, float64)")
+        ax.set_xlabel("array size (float64)")
     handles, labels = [], []
     for ax in axes.flat[: len(PANELS)]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -81,6 +84,44 @@ def throughput(documents: dict[str, Any], path: Path) -> Path | None:
     axes.flat[-1].axis("off")
     axes.flat[-1].legend(handles, labels, loc="center")
     fig.suptitle("Array collectives on 2 processes: higher is better")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+LATENCY_STYLES = (  # (label, system test, colour, line style)
+    ("ours (MPI)", lambda s: s == "ours (MPI)", "C0", "-"),
+    ("ours (MPI, out=)", lambda s: s == "ours (MPI, out=)", "C1", "-"),
+    ("mpi4py buffer call (warm)", lambda s: s.startswith("mpi4py") and s.endswith("(warm)"), "C2", "--"),
+    ("mpi4py pickle call", lambda s: s.startswith("mpi4py") and s.endswith("(pickle)"), "C3", "--"),
+)
+
+
+def latency(documents: dict[str, Any], path: Path) -> Path | None:
+    """Time per call against message size (log-log), one panel per MPI array collective."""
+    if "collectives_mpi" not in documents:
+        return None
+    timings = documents["collectives_mpi"]["timings"]
+    sizes = sorted({t["size"] for t in timings if t.get("size")})
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9), sharex=True)
+    for ax, op in zip(axes.flat, PANELS[:4], strict=True):
+        for label, test, colour, style in LATENCY_STYLES:
+            points = sorted((t["size"], t["median"]) for t in timings if t["op"] == op and test(t["system"]))
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, [y * 1e6 for y in ys], style, color=colour, marker="o", label=label)
+        ax.set_title(op)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [fmt_bytes(size).replace(".0 ", " ") for size in sizes], rotation=45)
+        ax.tick_params(labelbottom=True)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_ylabel("time per call (µs)")
+        ax.set_xlabel("array size (float64)")
+        ax.legend(fontsize=8)
+    fig.suptitle("MPI array collectives on 2 ranks: time per call, lower is better")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

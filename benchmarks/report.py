@@ -105,6 +105,7 @@ def build(results: Path) -> Path | None:
     target = results / "RESULTS.md" if quick else results.parent / "RESULTS.md"
     images = [
         plots.throughput(documents, results / "throughput.png"),
+        plots.latency(documents, results / "latency.png"),
         plots.map_throughput(documents, results / "map_throughput.png"),
     ]
     comparisons = {name: [Comparison.from_json(c) for c in d["comparisons"]] for name, d in documents.items()}

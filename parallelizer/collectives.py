@@ -78,9 +78,9 @@ class Collectives(Transport):
         root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
             self._check_collective(_named("broadcast", out), root)
-        got = self._bcast(obj, root)
         if out is not outbuf.NOT_GIVEN:
-            return self._receive_into(out, got, "broadcast")
+            return self._receive_into(out, self._bcast_into(obj, root, out), "broadcast")
+        got = self._bcast(obj, root)
         return semantics.own(got) if self.id == root else got
 
     @exclusive
@@ -113,15 +113,17 @@ class Collectives(Transport):
         data, refusal = checks.check_root_data(data, "data") if self.id == root else (data, None)
         if self._debug:
             self._check_collective(_named("scatter", out), root)
+        into = out is not outbuf.NOT_GIVEN
         if self.id != root:
-            block = self._scatter(None, None, root)
+            block = self._scatter_into(None, None, root, out) if into else self._scatter(None, None, root)
             checks.refused(block)
         elif refusal is not None:  # every process raises it, not root alone
             if self.nprocs > 1 and self._connected():
                 self._scatter(refusal, None, root)
             refusal.raise_it()
         else:
-            block = self._scatter(data, semantics.block_bounds(len(data), self.nprocs), root)
+            bounds = semantics.block_bounds(len(data), self.nprocs)
+            block = self._scatter_into(data, bounds, root, out) if into else self._scatter(data, bounds, root)
         return block if out is outbuf.NOT_GIVEN else self._receive_into(out, block, "scatter")
 
     @exclusive
@@ -141,8 +143,9 @@ class Collectives(Transport):
         root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
             self._check_collective(_named("gather", out), root)
-        got = self._gather(obj, root)
-        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "gather")
+        if out is outbuf.NOT_GIVEN:
+            return self._gather(obj, root)
+        return self._receive_into(out, self._gather_into(obj, root, out), "gather")
 
     @exclusive
     def allgather(self, obj: Any, *, out: Any = outbuf.NOT_GIVEN) -> Any:
@@ -156,8 +159,9 @@ class Collectives(Transport):
         """
         if self._debug:
             self._check_collective(_named("allgather", out), None)
-        got = self._allgather(obj)
-        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "allgather")
+        if out is outbuf.NOT_GIVEN:
+            return self._allgather(obj)
+        return self._receive_into(out, self._allgather_into(obj, out), "allgather")
 
     @exclusive
     def reduce(
@@ -184,8 +188,9 @@ class Collectives(Transport):
         root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
             self._check_collective(_named("reduce", out), root)
-        got = self._reduce(obj, op, func, root)
-        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "reduce")
+        if out is outbuf.NOT_GIVEN:
+            return self._reduce(obj, op, func, root)
+        return self._receive_into(out, self._reduce_into(obj, op, func, root, out), "reduce")
 
     @exclusive
     def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", *, out: Any = outbuf.NOT_GIVEN) -> Any:
@@ -202,11 +207,36 @@ class Collectives(Transport):
         func = semantics.resolve_op(op)
         if self._debug:
             self._check_collective(_named("allreduce", out), None)
-        got = self._allreduce(obj, op, func)
-        return got if out is outbuf.NOT_GIVEN else self._receive_into(out, got, "allreduce")
+        if out is outbuf.NOT_GIVEN:
+            return self._allreduce(obj, op, func)
+        return self._receive_into(out, self._allreduce_into(obj, op, func, out), "allreduce")
+
+    # Receiving into out=: a backend that can receive straight into ``out`` overrides
+    # these and returns outbuf.Written; by default the result arrives as usual and
+    # _receive_into checks every process's out, then copies.
+
+    def _bcast_into(self, obj: Any, root: int, out: Any) -> Any:
+        return self._bcast(obj, root)
+
+    def _scatter_into(self, data: Any, bounds: list[tuple[int, int]] | None, root: int, out: Any) -> Any:
+        return self._scatter(data, bounds, root)
+
+    def _gather_into(self, obj: Any, root: int, out: Any) -> Any:
+        return self._gather(obj, root)
+
+    def _allgather_into(self, obj: Any, out: Any) -> Any:
+        return self._allgather(obj)
+
+    def _reduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int, out: Any) -> Any:
+        return self._reduce(obj, op, func, root)
+
+    def _allreduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any) -> Any:
+        return self._allreduce(obj, op, func)
 
     def _receive_into(self, out: Any, result: Any, call: str) -> Any:
         """``result`` written into ``out`` once every process knows every ``out`` can take its result."""
+        if isinstance(result, outbuf.Written):  # the backend has checked and received into out
+            return result.value
         mine = outbuf.problem(out, result)
         together = self.nprocs > 1 and self._connected()
         outbuf.check_all(self._allgather(mine) if together else [mine], call)

@@ -242,6 +242,24 @@ class MPIParallelizer(Parallelizer):
     def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
         return self._coll.reduce(obj, op, func, None)
 
+    def _bcast_into(self, obj: Any, root: int, out: Any) -> Any:
+        return self._coll.bcast_into(obj, root, out)
+
+    def _scatter_into(self, data: Any, bounds: list[tuple[int, int]] | None, root: int, out: Any) -> Any:
+        return self._coll.scatter(data, bounds, root, out)
+
+    def _gather_into(self, obj: Any, root: int, out: Any) -> Any:
+        return self._coll.gather(obj, root, out)
+
+    def _allgather_into(self, obj: Any, out: Any) -> Any:
+        return self._coll.allgather(obj, out)
+
+    def _reduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int, out: Any) -> Any:
+        return self._coll.reduce(obj, op, func, root, out)
+
+    def _allreduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any) -> Any:
+        return self._coll.reduce(obj, op, func, None, out)
+
     def _barrier(self) -> None:
         self._comm.Barrier()
 

@@ -23,9 +23,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["NOT_GIVEN", "check_all", "problem", "write"]
+__all__ = ["NOT_GIVEN", "Written", "check_all", "problem", "unfit", "write"]
 
 
 class _NotGiven:
@@ -41,6 +41,19 @@ class _NotGiven:
 
 
 NOT_GIVEN: Any = _NotGiven()
+
+
+class Written(NamedTuple):
+    """A backend's answer when it has already checked every ``out`` and received into them.
+
+    ``value`` is what the call returns (``out``, or ``None`` where the result
+    is ``None``). Backends that receive into ``out`` directly (MPI: no new
+    array, no copy) return it; the others return the result itself, and
+    the generic rule (:func:`problem` on every process, then :func:`write`)
+    applies.
+    """
+
+    value: Any
 
 
 def _is_array(obj: object) -> bool:
@@ -68,14 +81,32 @@ def problem(out: Any, result: Any) -> str | None:
         return "out must be a plain numpy array, not a masked array"
     if not _is_array(result):
         return f"the result here is a {type(result).__name__}, not a numpy array: out= cannot receive it"
+    return unfit(out, result.shape, result.dtype)
+
+
+def unfit(out: Any, shape: tuple[int, ...], dtype: Any) -> str | None:
+    """Why ``out`` cannot receive an array of this shape and dtype, or ``None`` if it can.
+
+    What :func:`problem` checks once the result is known to be an array;
+    a backend calls it before the data moves.
+
+    Example:
+        >>> import numpy as np
+        >>> unfit(np.zeros(3), (3,), np.dtype(float)) is None, unfit([0.0], (1,), np.dtype(float))
+        (True, 'out must be a numpy array (or None), not list')
+    """
+    if not _is_array(out):
+        return f"out must be a numpy array (or None), not {type(out).__name__}"
+    if type(out).__name__ == "MaskedArray":
+        return "out must be a plain numpy array, not a masked array"
     if not out.flags.writeable:
         return "out is read-only"
     if not out.flags.c_contiguous:
         return "out must be C-contiguous"
-    if out.shape != result.shape:
-        return f"out has shape {out.shape}, the result has shape {result.shape}"
-    if out.dtype != result.dtype:
-        return f"out has dtype {out.dtype}, the result has dtype {result.dtype}"
+    if out.shape != tuple(shape):
+        return f"out has shape {out.shape}, the result has shape {tuple(shape)}"
+    if out.dtype != dtype:
+        return f"out has dtype {out.dtype}, the result has dtype {dtype}"
     return None
 
 

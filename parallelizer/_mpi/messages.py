@@ -34,7 +34,7 @@ HEADER = struct.Struct("<BBxxIQ")
 _SIZE = struct.Struct("<Q")
 
 
-def _writable(view: memoryview) -> memoryview:
+def writable(view: memoryview) -> memoryview:
     """A writable view of the same bytes (a copy for read-only buffers).
 
     MPI_Bcast takes one buffer that is read on root and written elsewhere.
@@ -209,7 +209,7 @@ class Broadcaster:
     def _send(self, obj: Any, root: int, what: str) -> None:
         block = self._block
         encoded = None
-        if not _codec.is_plain_array(obj):
+        if not _codec.is_plain_array(obj) or (obj.nbytes < BLOCK and obj.flags.writeable):  # small: one Bcast
             self._oob.clear()
             try:  # plain pickle first: every rank shares __main__
                 body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL, buffer_callback=self._out_of_band)
@@ -231,9 +231,9 @@ class Broadcaster:
             block[HEADER.size : HEADER.size + len(sizes) + len(encoded.body)] = sizes + encoded.body
         self.comm.Bcast(self._spec, root)
         if not fits:
-            bcast_bytes(self.comm, _writable(memoryview(sizes + encoded.body)), root)
+            bcast_bytes(self.comm, writable(memoryview(sizes + encoded.body)), root)
         for buffer in encoded.buffers:
-            bcast_bytes(self.comm, _writable(buffer), root)
+            bcast_bytes(self.comm, writable(buffer), root)
 
     def _receive_rest(self, flags: int, layout: int, nbufs: int, body_len: int, root: int) -> Any:
         block = self._block

@@ -109,8 +109,8 @@ def _wrong(kind, shape):
 def _bad_out_body(kind, call, parallelizer):
     n = parallelizer.nprocs
     shape = (2 * n, 2) if call in ("gather", "allgather") else (2, 2)
-    culprit = 0 if call == "gather" else n - 1  # one process's out is wrong; every process must raise
-    fine = None if call == "gather" else _fresh(shape)
+    culprit = 0 if call in ("gather", "reduce") else n - 1  # one process's out is wrong; every process must raise
+    fine = None if call in ("gather", "reduce") else _fresh(shape)
     out = _wrong(kind, shape) if parallelizer.id == culprit else fine
     mine = np.ones((2, 2))
     raised = None
@@ -121,6 +121,10 @@ def _bad_out_body(kind, call, parallelizer):
             parallelizer.gather(mine, out=out)
         elif call == "allgather":
             parallelizer.allgather(mine, out=out)
+        elif call == "scatter":
+            parallelizer.scatter(np.ones((2 * n, 2)) if parallelizer.on_main else None, out=out)
+        elif call == "reduce":
+            parallelizer.reduce(mine, out=out)
         else:
             parallelizer.allreduce(mine, out=out)
     except ValueError as exc:
@@ -130,7 +134,7 @@ def _bad_out_body(kind, call, parallelizer):
 
 
 @pytest.mark.parametrize("kind", list(BAD_OUTS))
-@pytest.mark.parametrize("call", ["broadcast", "gather", "allgather", "allreduce"])
+@pytest.mark.parametrize("call", ["broadcast", "scatter", "gather", "allgather", "reduce", "allreduce"])
 def test_an_out_that_cannot_take_the_result_raises_on_every_process_and_nothing_is_written(par, call, kind):
     got = spmd(par, _bad_out_body, kind, call)
     if par.on_main:
@@ -173,4 +177,81 @@ def test_debug_mode_reports_out_passed_on_some_processes_only(par):
     with debug_twin(par) as twin:
         got = spmd(twin, _mixed_body)
     if twin.on_main:
+        assert got == [True] * par.nprocs
+
+
+def _overlapping_body(parallelizer):
+    """``out`` that is (or overlaps) the process's own input: MPI must not see aliased buffers."""
+    n, me, main = parallelizer.nprocs, parallelizer.id, parallelizer.on_main
+    checks = []
+    mine = np.full(3, me + 1.0)
+    got = parallelizer.allreduce(mine, out=mine)  # in place
+    checks.append(got is mine and (mine == n * (n + 1) / 2).all())
+    mine = np.full(3, me + 1.0)
+    got = parallelizer.reduce(mine, out=mine if main else None)
+    checks.append(got is mine and (mine == n * (n + 1) / 2).all() if main else got is None)
+    whole = _fresh((n, 2))
+    mine = whole[me : me + 1] if main else np.full((1, 2), float(me))  # root's part is a view of out
+    mine[:] = me
+    got = parallelizer.allgather(mine, out=whole)
+    checks.append(got is whole and (whole == np.arange(n, dtype=float)[:, None]).all())
+    data = np.arange(8.0)
+    got = parallelizer.broadcast(data if main else None, out=data if main else _fresh(8))
+    checks.append((got == np.arange(8.0)).all())
+    return parallelizer.allgather(checks)
+
+
+def test_out_may_be_the_input_itself(par):
+    got = spmd(par, _overlapping_body)
+    if par.on_main:
+        for rank, checks in enumerate(got):
+            assert checks == [True] * 4, f"rank {rank}: {checks}"
+
+
+RECORD = np.dtype([("x", "<f8"), ("n", "<i4")])
+
+
+def _broadcast_kinds_body(parallelizer):
+    main = parallelizer.on_main
+    checks = []
+    grid = np.arange(12.0).reshape(3, 4)
+    out = _fresh((4, 3))
+    got = parallelizer.broadcast(grid.T if main else None, out=out)  # a non-contiguous array on root
+    checks.append(got is out and (out == grid.T).all())
+    records = np.zeros(3, dtype=RECORD)
+    records["x"], records["n"] = [1.5, 2.5, 3.5], [1, 2, 3]
+    out = np.zeros(3, dtype=RECORD)
+    got = parallelizer.broadcast(records if main else None, out=out)
+    checks.append(got is out and (out == records).all())
+    empty = parallelizer.broadcast(np.zeros((0, 2)) if main else None, out=np.empty((0, 2)))
+    checks.append(empty.shape == (0, 2))
+    got = parallelizer.broadcast(np.arange(5) if main else None, out=None if main else np.zeros(5, dtype=int))
+    checks.append((got == np.arange(5)).all())  # root passes None: only the others receive into out
+    got = parallelizer.broadcast(np.arange(5) if main else None, out=np.zeros(5, dtype=int) if main else None)
+    checks.append((got == np.arange(5)).all())  # the others pass None: they get a new array
+    return parallelizer.allgather(checks)
+
+
+def test_broadcast_into_out_of_every_kind(par):
+    got = spmd(par, _broadcast_kinds_body)
+    if par.on_main:
+        for rank, checks in enumerate(got):
+            assert checks == [True] * 5, f"rank {rank}: {checks}"
+
+
+def _changing_shapes_body(parallelizer):
+    """Successive calls with other shapes and dtypes: nothing of an earlier call is reused wrongly."""
+    main, checks = parallelizer.on_main, []
+    for size, dtype in [(4, float), (7, float), (7, np.int32), (1, np.complex128), (4, float)]:
+        data = np.arange(size).astype(dtype)
+        out = np.zeros(size, dtype=dtype)
+        checks.append((parallelizer.broadcast(data if main else None, out=out) == data).all())
+        out = np.zeros(size, dtype=dtype)
+        checks.append((parallelizer.allreduce(data, op="max", out=out) == data).all())
+    return parallelizer.allgather(all(checks))
+
+
+def test_out_calls_with_changing_shapes(par):
+    got = spmd(par, _changing_shapes_body)
+    if par.on_main:
         assert got == [True] * par.nprocs
