@@ -18,6 +18,7 @@ The periods printed are the same on every backend.
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 
@@ -48,7 +49,8 @@ def attractor_period(r, max_iter=20_000, chunk=512, tol=1e-10):
 
 def sweep(rs, parallelizer=None):
     """The client: ordinary code on main; ``parallelizer.map`` uses every process."""
-    show_bar = importlib.util.find_spec("tqdm") is not None  # the bar needs tqdm
+    # The bar needs tqdm; it is shown on a terminal only (piped or in a log it is noise).
+    show_bar = importlib.util.find_spec("tqdm") is not None and sys.stderr.isatty()
     return parallelizer.map(attractor_period, rs, schedule="dynamic", progress=show_bar)
 
 
