@@ -56,6 +56,7 @@ class Collectives(Transport):
     _debug: bool
     _caller_lock: Any
     _caller: str | None
+    _caller_thread: int | None
     _watchdog: Watchdog | None
 
     # ------------------------------------------------------------------

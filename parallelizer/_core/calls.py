@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from _thread import get_ident
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -80,8 +81,9 @@ class Watchdog:
 class Guarded(Protocol):
     """What :func:`exclusive` needs of the object whose methods it guards."""
 
-    _caller_lock: threading.RLock
+    _caller_lock: threading.Lock
     _caller: str | None
+    _caller_thread: int | None
     _watchdog: Watchdog | None
 
 
@@ -112,29 +114,29 @@ def exclusive(method: Callable[Concatenate[G, P], R]) -> Callable[Concatenate[G,
 
     @functools.wraps(method)
     def guarded(self: G, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        me = get_ident()
+        if self._caller_thread == me:  # a call made inside another (map's func calling a collective)
+            return method(self, *args, **kwargs)
         lock = self._caller_lock
-        if not lock.acquire(blocking=False):
+        if not lock.acquire(False):
             raise RuntimeError(
                 f"{name} was called while another thread is inside {self._caller} on the same parallelizer: "
                 "one caller at a time (give each thread its own group, or make the calls from one thread)"
             )
-        outer = self._caller
-        if outer is None:
-            self._caller = name
-            if self._watchdog is not None:
-                self._watchdog.begin(name)
+        self._caller_thread = me
+        self._caller = name
+        if self._watchdog is not None:
+            self._watchdog.begin(name)
         try:
             return method(self, *args, **kwargs)
         except RemoteError as exc:
-            if outer is None:
-                # the user's call, the error, the remote traceback: not the frames it crossed
-                raise remote.surface(exc) from exc.__cause__
-            raise
+            # the user's call, the error, the remote traceback: not the frames it crossed
+            raise remote.surface(exc) from exc.__cause__
         finally:
-            if outer is None:
-                if self._watchdog is not None:
-                    self._watchdog.end()
-                self._caller = None
+            if self._watchdog is not None:
+                self._watchdog.end()
+            self._caller = None
+            self._caller_thread = None
             lock.release()
 
     return guarded

@@ -73,15 +73,32 @@ def encode(obj: Any, what: str, *, by_value: bool = True) -> Encoded:
         if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
             obj = obj.copy(order="C")
         fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)
-        body = pickle.dumps((obj.dtype, obj.shape, fortran), pickle.HIGHEST_PROTOCOL)
+        body = pickle.dumps((_dtype_token(obj.dtype), obj.shape, fortran), pickle.HIGHEST_PROTOCOL)
         return Encoded(FLAG_ARRAY, body, [raw_bytes(obj)])
     body, buffers = pickling.dumps_out_of_band(obj, what, OUT_OF_BAND_MIN, by_value=by_value)
     return Encoded(0, body, buffers)
 
 
+def _dtype_token(dtype: Any) -> Any:
+    """A plain dtype as its string (``'<f8'``: pickles and parses many times faster), else the dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> _dtype_token(np.dtype(float)), _dtype_token(np.dtype([("x", "<f8")])) == np.dtype([("x", "<f8")])
+        ('<f8', True)
+    """
+    if dtype.fields is None and dtype.subdtype is None and dtype.metadata is None and not dtype.hasobject:
+        return dtype.str
+    return dtype
+
+
 def array_header(body: bytes | bytearray) -> tuple[Any, tuple[int, ...], bool]:
     """``(dtype, shape, fortran)`` from the body of an array message."""
     dtype, shape, fortran = pickle.loads(body)
+    if isinstance(dtype, str):
+        import numpy
+
+        dtype = numpy.dtype(dtype)
     return dtype, tuple(shape), fortran
 
 

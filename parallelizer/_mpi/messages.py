@@ -209,7 +209,7 @@ class Broadcaster:
     def _send(self, obj: Any, root: int, what: str) -> None:
         block = self._block
         encoded = None
-        if not _codec.is_plain_array(obj) or (obj.nbytes < BLOCK and obj.flags.writeable):  # small: one Bcast
+        if not _codec.is_plain_array(obj):
             self._oob.clear()
             try:  # plain pickle first: every rank shares __main__
                 body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL, buffer_callback=self._out_of_band)

@@ -49,6 +49,12 @@ def _looks_small(obj: object) -> bool:
 
 def encode(obj: Any, slot: memoryview) -> Slot:
     """Writes ``obj``'s description into ``slot``; returns what it wrote."""
+    if type(obj) in _SMALL_TYPES:  # the most frequent case first: a number
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        if len(data) <= _PAYLOAD:
+            _HEAD.pack_into(slot, 0, INLINE, 0, len(data))
+            slot[_HEAD.size : _HEAD.size + len(data)] = data
+            return Slot(INLINE, obj)
     meta = semantics.array_meta(obj)
     if meta is not None and not meta.dtype.hasobject:
         code = meta.dtype.str.encode("ascii")
