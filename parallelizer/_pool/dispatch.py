@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -25,7 +26,9 @@ MAX_BATCH = 64
 """The most tasks one message takes to a server."""
 
 IN_FLIGHT = 2
-"""Batches a server with quick tasks may hold at once (so it never waits for the next)."""
+"""Batches a server with quick tasks may hold at once (so it never waits for the next), once
+it has shown progress: never a second one behind a batch that has not (a slow task must not
+hold quick ones back; see ``Dispatcher._room``)."""
 
 QUICK_TASK = 1e-3
 """Tasks quicker than this on average (seconds) travel in batches, two batches in flight per
@@ -56,6 +59,8 @@ class Dispatcher:
     _batches: dict[int, int]
     _batch_left: dict[int, int]
     _batch_of: dict[int, int]
+    _last_sent: dict[int, float]
+    _last_done: dict[int, float]
     _requests: dict[int, tuple[int, concurrent.futures.Future[Any]]]
     _dead: set[int]
     _gone: set[int]
@@ -123,10 +128,24 @@ class Dispatcher:
             live = [rank for rank in self.servers if rank not in self._dead]
             if any(self._outbox[rank] for rank in live):
                 return True
-            room = IN_FLIGHT if self._task_time is not None and self._task_time < QUICK_TASK else 1
+            quick = self._task_time is not None and self._task_time < QUICK_TASK
             return bool(self._jobs) and any(
-                self._batches[rank] < room for rank in self.workers if rank not in self._dead
+                self._batches[rank] < self._room(rank, quick) for rank in self.workers if rank not in self._dead
             )
+
+    def _room(self, rank: int, quick: bool) -> int:
+        """How many batches server ``rank`` may hold now.
+
+        Slow tasks go one at a time. Quick ones two batches at a time, except
+        behind a batch that has shown no progress: a server whose last
+        completed batch is older than the batch it holds may be running a
+        slow task, and what waits behind it would wait for that task.
+        """
+        if not quick:
+            return 1
+        if self._batches[rank] and self._last_done.get(rank, -1.0) < self._last_sent.get(rank, 0.0):
+            return 1
+        return IN_FLIGHT
 
     def _take_work(self) -> list[tuple[int, Any]]:
         """What to send now: every rank's outbox, batches for servers with room, and the end.
@@ -160,13 +179,12 @@ class Dispatcher:
                 queued = sum(len(job.queue) for job in self._jobs)
                 live = [rank for rank in self.workers if rank not in self._dead]
                 quick = self._task_time is not None and self._task_time < QUICK_TASK
-                room = IN_FLIGHT if quick else 1
                 size = 1
                 if quick:
                     by_time = int(BATCH_TIME / max(self._task_time or 0.0, 1e-6))
                     size = max(1, min(MAX_BATCH, by_time, queued // (2 * max(1, len(live)))))
                 for rank in live:
-                    if self._batches[rank] >= room:
+                    if self._batches[rank] >= self._room(rank, quick):
                         continue
                     records = []
                     while len(records) < size:
@@ -193,6 +211,7 @@ class Dispatcher:
         if counted and calls:
             self._batches[rank] += 1
             self._batch_left[batch] = len(calls)
+            self._last_sent[rank] = time.monotonic()
         return calls
 
     def _on_message(self, rank: int, message: Any) -> None:
@@ -231,6 +250,7 @@ class Dispatcher:
         if not self._batch_left[batch]:
             del self._batch_left[batch]
             self._batches[rank] -= 1
+            self._last_done[rank] = time.monotonic()
 
     # ------------------------------------------------------------------ failures
 

@@ -417,3 +417,26 @@ def test_tasks_run_while_the_client_computes(par):
         values, last_completed, computed_until = result
         assert values == list(range(6))
         assert last_completed < computed_until  # all done before main looked at them again
+
+
+# ---------------------------------------------------------------- no quick task waits behind a slow one
+
+
+def _head_of_line_client(parallelizer=None):
+    for task in [parallelizer.submit(abs, -i) for i in range(300)]:  # the session learns its tasks are quick
+        task.result(timeout=60)
+    slow = parallelizer.submit(_slow, 3.0, "slow")
+    quick = [parallelizer.submit(abs, -i) for i in range(60)]
+    values = [task.result(timeout=60) for task in quick]
+    still_running = not slow.done()  # no quick task was queued behind the slow one on its server
+    return values, still_running, slow.result(timeout=60)
+
+
+def test_quick_tasks_are_not_queued_behind_a_slow_one(par):
+    if par.nprocs < 3:
+        pytest.skip("needs two servers: with one, every task waits for the server that runs the slow one")
+    result = _run(par, _head_of_line_client)
+    if par.on_main:
+        values, still_running, slow = result
+        assert values == list(range(60)) and slow == "slow"
+        assert still_running, "a quick task finished only after the slow task: it was queued behind it"
