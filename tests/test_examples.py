@@ -17,8 +17,8 @@ import subprocess
 import sys
 
 import pytest
+from processes import mpiexec_command
 
-from parallelizer import cli
 from parallelizer._mpi import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,7 +81,7 @@ def run_example(name, mode, *args):
     assert mode == "mpiexec"
     if MPIEXEC is None:
         pytest.skip("no mpiexec found: install the mpi extra (pip install -e '.[mpi]') to run the examples under MPI")
-    return _run([MPIEXEC, *cli.launcher_flags(MPIEXEC, 3), "-n", "3", *command])
+    return _run([*mpiexec_command(3, MPIEXEC), *command])
 
 
 def _lines(text):
@@ -207,10 +207,7 @@ def test_executor(mode, serial_outputs):
     if mode == "mpiexec --pool":
         out = _run(
             [
-                MPIEXEC,
-                *cli.launcher_flags(MPIEXEC, 3),
-                "-n",
-                "3",
+                *mpiexec_command(3, MPIEXEC),
                 sys.executable,
                 "-m",
                 "parallelizer",

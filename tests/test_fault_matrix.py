@@ -15,8 +15,9 @@ import sys
 import pytest
 from backends import mp_groups
 from faults import CALLS, WHEN, InjectedFault, cannot_finish, failing_body, positions
+from processes import mpiexec_command
 
-from parallelizer import MultiprocessingParallelizer, RemoteError, cli
+from parallelizer import MultiprocessingParallelizer, RemoteError
 from parallelizer._mpi import runtime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -71,10 +72,7 @@ def test_mpi_fault_aborts_the_job(size, call, failing, when):
     script = os.path.join(HERE, "scripts", "mpi_fault.py")
     result = subprocess.run(
         [
-            mpiexec,
-            *cli.launcher_flags(mpiexec, size),
-            "-n",
-            str(size),
+            *mpiexec_command(size, mpiexec),
             sys.executable,
             script,
             call,

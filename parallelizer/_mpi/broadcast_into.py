@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import semantics
 from .._core import codec, outbuf
-from .messages import bcast_bytes, writable
+from .messages import bcast_bytes, c_bytes, writable
 from .runtime import load as _mpi
 
 NEUTRAL = -(2**63)
@@ -102,8 +102,7 @@ def try_direct(comm: Any, buffer: Any, obj: Any, root: int, out: Any) -> outbuf.
     if comm.Get_rank() != root:
         bcast_bytes(comm, codec.raw_bytes(out), root)
         return outbuf.Written(out)
-    source = obj if obj.flags.c_contiguous else numpy.ascontiguousarray(obj)
-    bcast_bytes(comm, writable(codec.raw_bytes(source)), root)
+    bcast_bytes(comm, writable(c_bytes(obj)), root)
     if out is None:
         return outbuf.Written(semantics.own(obj))
     numpy.copyto(out, obj, casting="no")

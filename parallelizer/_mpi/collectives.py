@@ -44,15 +44,6 @@ def _fits(*numbers: list[int]) -> bool:
     return NATIVE_LARGE_COUNTS or all(n <= INT_MAX for values in numbers for n in values)
 
 
-def _c_bytes(array: Any) -> memoryview:
-    """The bytes of ``array`` in C order (a copy only if it is not C-contiguous)."""
-    if not array.flags.c_contiguous:
-        import numpy
-
-        array = numpy.ascontiguousarray(array)
-    return _codec.raw_bytes(array)
-
-
 class Collectives:
     """Scatter, gather and reductions over one communicator."""
 
@@ -109,7 +100,7 @@ class Collectives:
                 row = data.dtype.itemsize * _rows(data.shape[1:])
                 counts = [(stop - start) * row for start, stop in bounds]
                 displs = [start * row for start, _ in bounds]
-                sendbuf = _c_bytes(data)
+                sendbuf = messages.c_bytes(data)
                 if _fits(counts, displs):
                     self.comm.Scatterv([sendbuf, counts, displs, MPI.BYTE], MPI.IN_PLACE, root)
                 else:
@@ -215,7 +206,7 @@ class Collectives:
         obj = _apart(obj, target)
         MPI = _mpi()
         if _fits(counts, displs):
-            self.comm.Allgatherv(_c_bytes(obj), [_codec.raw_bytes(target), counts, displs, MPI.BYTE])
+            self.comm.Allgatherv(messages.c_bytes(obj), [_codec.raw_bytes(target), counts, displs, MPI.BYTE])
         else:
             self._gatherv(obj, target if self.rank == 0 else None, counts, displs, 0)
             messages.bcast_bytes(self.comm, _codec.raw_bytes(target), 0)
@@ -223,7 +214,7 @@ class Collectives:
 
     def _gatherv(self, obj: Any, out: Any, counts: list[int], displs: list[int], root: int) -> None:
         MPI = _mpi()
-        mine = _c_bytes(obj)
+        mine = messages.c_bytes(obj)
         if _fits(counts, displs):
             recv = [_codec.raw_bytes(out), counts, displs, MPI.BYTE] if self.rank == root else None
             self.comm.Gatherv(mine, recv, root)

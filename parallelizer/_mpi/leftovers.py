@@ -68,12 +68,7 @@ def launcher_files() -> list[str]:
 
 def remove() -> list[str]:
     """Unlinks this job's leftovers (see the module docstring); returns what it removed."""
-    removed = []
-    for path in mapped_segments() + launcher_files():
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-            removed.append(path)
-    return removed
+    return _unlink(mapped_segments() + launcher_files())
 
 
 def remove_singleton_segment() -> list[str]:
@@ -82,8 +77,13 @@ def remove_singleton_segment() -> list[str]:
     Call it only in a process that initialized MPI without a launcher; returns
     what it removed.
     """
+    return _unlink(mapped_segments(prefixes=(OPEN_MPI_SEGMENT_PREFIX,)))
+
+
+def _unlink(paths: list[str]) -> list[str]:
+    """Unlinks each of ``paths`` that still exists; returns those it removed."""
     removed = []
-    for path in mapped_segments(prefixes=(OPEN_MPI_SEGMENT_PREFIX,)):
+    for path in paths:
         with contextlib.suppress(OSError):
             os.unlink(path)
             removed.append(path)

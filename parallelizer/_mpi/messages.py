@@ -34,6 +34,15 @@ HEADER = struct.Struct("<BBxxIQ")
 _SIZE = struct.Struct("<Q")
 
 
+def c_bytes(array: Any) -> memoryview:
+    """The bytes of ``array`` in C order (a copy only if it is not C-contiguous)."""
+    if not array.flags.c_contiguous:
+        import numpy
+
+        array = numpy.ascontiguousarray(array)
+    return _codec.raw_bytes(array)
+
+
 def writable(view: memoryview) -> memoryview:
     """A writable view of the same bytes (a copy for read-only buffers).
 

@@ -47,14 +47,19 @@ def _looks_small(obj: object) -> bool:
     return False
 
 
+def _inline(obj: Any, data: bytes, slot: memoryview) -> Slot:
+    """Writes ``obj``, pickled as ``data`` (at most ``_PAYLOAD`` bytes), into ``slot``."""
+    _HEAD.pack_into(slot, 0, INLINE, 0, len(data))
+    slot[_HEAD.size : _HEAD.size + len(data)] = data
+    return Slot(INLINE, obj)
+
+
 def encode(obj: Any, slot: memoryview) -> Slot:
     """Writes ``obj``'s description into ``slot``; returns what it wrote."""
     if type(obj) in _SMALL_TYPES:  # the most frequent case first: a number
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
         if len(data) <= _PAYLOAD:
-            _HEAD.pack_into(slot, 0, INLINE, 0, len(data))
-            slot[_HEAD.size : _HEAD.size + len(data)] = data
-            return Slot(INLINE, obj)
+            return _inline(obj, data, slot)
     meta = semantics.array_meta(obj)
     if meta is not None and not meta.dtype.hasobject:
         code = meta.dtype.str.encode("ascii")
@@ -75,9 +80,7 @@ def encode(obj: Any, slot: memoryview) -> Slot:
         except Exception:
             data = b""
         if data and len(data) <= _PAYLOAD:
-            _HEAD.pack_into(slot, 0, INLINE, 0, len(data))
-            slot[_HEAD.size : _HEAD.size + len(data)] = data
-            return Slot(INLINE, obj)
+            return _inline(obj, data, slot)
     _HEAD.pack_into(slot, 0, LARGE, 0, 0)
     return Slot(LARGE)
 

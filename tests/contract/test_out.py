@@ -62,11 +62,16 @@ def _all_calls_body(parallelizer):
     return parallelizer.allgather(checks)
 
 
-def test_every_collective_writes_into_out_and_returns_it(par):
-    got = spmd(par, _all_calls_body)
+def _every_check_passes(par, body, count):
+    """Runs ``body`` on every process; each returns (gathered) its list of ``count`` checks, all True."""
+    got = spmd(par, body)
     if par.on_main:
         for rank, checks in enumerate(got):
-            assert checks == [True] * 7, f"rank {rank}: {checks}"
+            assert checks == [True] * count, f"rank {rank}: {checks}"
+
+
+def test_every_collective_writes_into_out_and_returns_it(par):
+    _every_check_passes(par, _all_calls_body, 7)
 
 
 def _ignored_off_root_body(parallelizer):
@@ -202,10 +207,7 @@ def _overlapping_body(parallelizer):
 
 
 def test_out_may_be_the_input_itself(par):
-    got = spmd(par, _overlapping_body)
-    if par.on_main:
-        for rank, checks in enumerate(got):
-            assert checks == [True] * 4, f"rank {rank}: {checks}"
+    _every_check_passes(par, _overlapping_body, 4)
 
 
 RECORD = np.dtype([("x", "<f8"), ("n", "<i4")])
@@ -233,10 +235,7 @@ def _broadcast_kinds_body(parallelizer):
 
 
 def test_broadcast_into_out_of_every_kind(par):
-    got = spmd(par, _broadcast_kinds_body)
-    if par.on_main:
-        for rank, checks in enumerate(got):
-            assert checks == [True] * 5, f"rank {rank}: {checks}"
+    _every_check_passes(par, _broadcast_kinds_body, 5)
 
 
 def _changing_shapes_body(parallelizer):
