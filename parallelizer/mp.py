@@ -11,8 +11,8 @@ never pickled into a byte stream and nothing is ever left in ``/dev/shm``.
 
 from __future__ import annotations
 
+import os
 import threading
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable
@@ -108,7 +108,7 @@ class MultiprocessingParallelizer(Parallelizer):
             raise ValueError(f"start_method must be one of {launch.START_METHODS}, got {method!r}")
         self._start_method = method
         self._rank = 0
-        self._token = uuid.uuid4().hex
+        self._token = os.urandom(16).hex()  # not uuid: a spawned worker imports this module, and uuid costs it 4 ms
         self._group: Group | None = None
         self._endpoint: Endpoint | None = None  # workers only
         self._later: list[PendingSend] = []  # sends that do not wait (_send_later)

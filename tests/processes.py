@@ -81,3 +81,36 @@ def wait_gone(pids: list[int], timeout: float = 20.0) -> list[int]:
             return []
         time.sleep(0.05)
     return [pid for pid in pids if alive(pid)]
+
+
+def shm_files() -> set[str]:
+    """The names in ``/dev/shm`` now (empty where there is none)."""
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def _mapped_anywhere(names: set[str]) -> set[str]:
+    mapped: set[str] = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                text = maps.read()
+        except OSError:
+            continue
+        mapped.update(name for name in names if name in text)
+    return mapped
+
+
+def shm_left_behind(before: set[str], prefixes: tuple[str, ...] = ("",), grace: float = 2.0) -> set[str]:
+    """Shared-memory files created since ``before`` that nobody maps and nobody removes.
+
+    Other tests may run at the same time (``pytest -n``) and start jobs of
+    their own: their files are mapped while those jobs run, and removed when
+    they end (so a file is only counted if it is still there after ``grace``).
+    """
+    deadline = time.monotonic() + grace
+    while True:
+        new = {name for name in shm_files() - before if name.startswith(prefixes)}
+        left = new - _mapped_anywhere(new)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)

@@ -12,17 +12,13 @@ import sys
 
 import numpy as np
 import pytest
-from processes import wait_gone
+from processes import shm_files, shm_left_behind, wait_gone
 
 from parallelizer import MultiprocessingParallelizer, Parallelizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "scripts")
 EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
-
-
-def _shm():
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
 def _start_holder(nprocs=3):
@@ -42,27 +38,27 @@ def _start_holder(nprocs=3):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_no_worker_outlives_a_signalled_main(signum):
-    before = _shm()
+    before = shm_files()
     proc, workers = _start_holder()
     os.kill(proc.pid, signum)
     proc.wait(timeout=30)
     stderr = proc.stderr.read()
     assert proc.returncode != 0
     assert wait_gone(workers) == [], f"workers outlived main after {signum.name}"
-    assert _shm() <= before, "a shared-memory segment was left in /dev/shm"
+    assert shm_left_behind(before) == set(), "a shared-memory segment was left in /dev/shm"
     if signum == signal.SIGINT:
         assert "KeyboardInterrupt" in stderr
 
 
 def test_ctrl_c_in_a_terminal_interrupts_main_cleanly():
-    before = _shm()
+    before = shm_files()
     proc, workers = _start_holder()
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
     proc.wait(timeout=30)
     stderr = proc.stderr.read()
     assert wait_gone(workers) == []
     assert stderr.count("Traceback") == 1 and "KeyboardInterrupt" in stderr  # main's only: workers ignore SIGINT
-    assert _shm() <= before
+    assert shm_left_behind(before) == set()
 
 
 def test_functions_from_main_without_guard():

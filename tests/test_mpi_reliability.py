@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from processes import mpiexec_command, require_mpiexec
+from processes import mpiexec_command, require_mpiexec, shm_files, shm_left_behind
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scripts", "mpi_reliability.py")
@@ -80,26 +80,11 @@ def test_python_m_parallelizer_aborts_a_script_without_parallelizer():
     assert "<finished>" not in result.stdout and took < 25  # the other rank was stopped
 
 
-def _mpich_segments():
-    return {name for name in os.listdir("/dev/shm") if name.startswith("mpich_shm_")}
-
-
-def _unmapped(names):
-    mapped = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/maps") as maps:
-                mapped.update(name for name in names if name in maps.read())
-        except OSError:
-            continue
-    return names - mapped
-
-
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
 def test_an_aborted_job_leaves_no_shared_memory_behind():
-    before = _mpich_segments()
+    before = shm_files()
     for _ in range(3):
         result, _ = _mpiexec(2, SCRIPT, "unprintable")
         assert result.returncode != 0
-    left = _unmapped(_mpich_segments() - before)
+    left = shm_left_behind(before, prefixes=("mpich_shm_",))
     assert left == set(), f"aborted jobs left {sorted(left)} in /dev/shm"

@@ -75,6 +75,7 @@ def outcomes():
     return results
 
 
+@pytest.mark.timeout(300)  # the first runs CPython's suites on every backend (the module's fixture): 50 s alone
 @pytest.mark.parametrize("backend", ["serial", "multiprocessing:2", "multiprocessing:3", "mpi:3 (--pool)"])
 def test_the_standard_library_executor_tests_pass(outcomes, backend):
     status, output = outcomes[backend]

@@ -133,7 +133,9 @@ def test_open_mpi_mpiexec_with_the_mpich_wheel(open_mpi_mpiexec, how):
         if how == "construct"
         else "python -m parallelizer: LaunchMismatchError: "
     )
-    assert result.stderr.count(prefix + _mpich_under_open_mpi(2)) == 2  # each rank says it
+    # Each rank says it, unless Open MPI's launcher, seeing the first rank fail,
+    # ended the other before it could (as it does on a loaded machine).
+    assert 1 <= result.stderr.count(prefix + _mpich_under_open_mpi(2)) <= 2
     assert "<started" not in result.stdout
 
 

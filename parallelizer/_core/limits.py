@@ -79,8 +79,14 @@ IDLE_POLL = 0.05
 """Multiprocessing: how often main looks at exiting workers while it stops them."""
 
 ABORT_REPORT_GRACE = 0.5
-"""MPI: the pause between writing a failing rank's report and ``MPI_Abort``,
-so the launcher forwards the report before it kills the job."""
+"""MPI: the longest pause between writing a failing rank's report and
+``MPI_Abort``, so the launcher forwards the report before it kills the job
+(a pipe or socket is watched until the launcher has read it: usually a few
+milliseconds)."""
+
+ABORT_DRAIN_POLL = 0.01
+"""MPI: how often an aborting rank looks whether the launcher has read its report,
+and how long it waits once it has, for the launcher to pass it on."""
 
 LAUNCHER_QUERY = 20.0
 """How long ``mpiexec --version`` may take to say which MPI it belongs to."""

@@ -5,22 +5,26 @@ with ``python -m parallelizer``) would leave the other ranks waiting forever
 in their next collective. Instead the failing rank writes its traceback to
 stderr, every line prefixed with its rank, under a line that names its rank
 and host (``[rank 3] rank 3 on node2 aborts the MPI job: ValueError``),
-flushes, and calls ``MPI_Abort`` on ``COMM_WORLD``, which ends every process
-of the job with a non-zero status.
+flushes, waits until the launcher has read it from the pipe (at most
+``ABORT_REPORT_GRACE``), and calls ``MPI_Abort`` on ``COMM_WORLD``, which
+ends every process of the job with a non-zero status.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import runpy
+import stat
 import sys
+import termios
 import time
 from types import TracebackType
 from typing import NoReturn
 
 from .._core import remote
-from .._core.limits import ABORT_REPORT_GRACE
+from .._core.limits import ABORT_DRAIN_POLL, ABORT_REPORT_GRACE
 from . import leftovers, runtime
 
 _CLI_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cli.py")
@@ -61,6 +65,58 @@ def _is_launcher_frame(filename: str) -> bool:
     return filename in ("<frozen runpy>", runpy.__file__, _CLI_FILE)
 
 
+def _unread(fd: int) -> int | None:
+    """Bytes written to ``fd`` that its reader has not taken yet, or ``None`` where unknown."""
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return 0  # written to the file already
+        if stat.S_ISFIFO(mode):
+            request = termios.FIONREAD  # a pipe's one buffer: what the reader has not read
+        elif stat.S_ISSOCK(mode):
+            request = termios.TIOCOUTQ  # a socket's send queue (SIOCOUTQ)
+        else:
+            return None
+        buffer = bytearray(4)
+        fcntl.ioctl(fd, request, buffer)
+    except (OSError, AttributeError):
+        return None
+    return int.from_bytes(buffer, sys.byteorder, signed=True)
+
+
+def wait_until_read(fd: int, limit: float) -> float:
+    """Waits until the reader of ``fd`` (the launcher) has taken all we wrote, at most ``limit`` seconds.
+
+    A pipe or socket is watched until it is empty, then given one more
+    short poll for the launcher to pass the text on; anything else (a
+    terminal) gets the whole ``limit``.
+
+    Returns:
+        The seconds waited.
+
+    Example:
+        >>> import os
+        >>> read, write = os.pipe()
+        >>> _ = os.write(write, b"report")
+        >>> wait_until_read(write, 0.05) >= 0.05  # nobody reads: the whole limit
+        True
+        >>> _ = os.read(read, 100)
+        >>> wait_until_read(write, 5.0) < 1.0  # read: no more waiting
+        True
+    """
+    began = time.monotonic()
+    deadline = began + limit
+    while True:
+        left = _unread(fd)
+        now = time.monotonic()
+        if left == 0:
+            time.sleep(min(ABORT_DRAIN_POLL, max(0.0, deadline - now)))
+            return time.monotonic() - began
+        if now >= deadline:
+            return now - began
+        time.sleep(min(ABORT_DRAIN_POLL, deadline - now) if left is not None else deadline - now)
+
+
 def exit_status(exc: BaseException) -> int:
     """The status the job ends with: a ``SystemExit``'s code, else 1."""
     if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code != 0:
@@ -81,8 +137,8 @@ def abort(exc: BaseException, rank: int | None = None) -> NoReturn:
     if not runtime.initialized():
         raise SystemExit(status)  # a normal exit: atexit handlers still clean up
     # The launcher forwards our stderr asynchronously; MPI_Abort makes it kill
-    # the job at once. A moment's grace lets the report reach the terminal.
-    time.sleep(ABORT_REPORT_GRACE)
+    # the job at once: the report must have left the pipe first.
+    wait_until_read(2, ABORT_REPORT_GRACE)
     leftovers.remove()  # what MPI_Finalize would have removed: this job's shared memory
     with contextlib.suppress(Exception):
         runtime.load().COMM_WORLD.Abort(status)

@@ -2,8 +2,11 @@
 
 The plugin in ``tests/joblib_suite`` registers the backend before joblib's
 test module is imported, so every test joblib parametrizes over its
-backends runs on ours too (on three local processes, ``PARALLELIZER=
-multiprocessing:3``). Every enrolled test must pass except the ones below,
+backends runs on ours too, on five local processes (``PARALLELIZER=
+multiprocessing:5``): main and four that serve, as many as joblib's tests
+ask for (``n_jobs=4``) and as loky starts for them. With fewer, a test's
+30-second task left running by the test before it holds one of them and its
+quick tasks can come back after a slow one on a loaded machine. Every enrolled test must pass except the ones below,
 which test something only joblib's own backends (or processes that never
 imported parallelizer) have; each is deselected with its reason printed.
 """
@@ -42,13 +45,14 @@ NOT_APPLICABLE = {
 MODULE = "joblib.test.test_parallel"
 
 
+@pytest.mark.timeout(900)  # joblib's whole test_parallel.py: 80 s alone, longer beside other tests
 def test_joblib_test_parallel_passes_with_our_backend(tmp_path, request):
     if request.config.getoption("--with-mpi", default=False):
         pytest.skip("runs once, in the run outside mpiexec (it starts its own processes)")
     report = tmp_path / "joblib.xml"
     for name, reason in NOT_APPLICABLE.items():
         print(f"not applicable: {name}: {reason}")
-    env = dict(os.environ, PARALLELIZER="multiprocessing:3", PARALLELIZER_JOBLIB_DESELECT="\n".join(NOT_APPLICABLE))
+    env = dict(os.environ, PARALLELIZER="multiprocessing:5", PARALLELIZER_JOBLIB_DESELECT="\n".join(NOT_APPLICABLE))
     env["PYTHONPATH"] = os.pathsep.join([PLUGIN_DIR, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [
         sys.executable, "-m", "pytest", "--pyargs", MODULE,
