@@ -89,15 +89,13 @@ def shm_files() -> set[str]:
 
 
 def _mapped_anywhere(names: set[str]) -> set[str]:
+    """Those of ``names`` (files in ``/dev/shm``) that some process has mapped."""
+    from parallelizer._mpi.leftovers import mapped_segments  # the package's one reader of /proc/*/maps
+
     mapped: set[str] = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/maps") as maps:
-                text = maps.read()
-        except OSError:
-            continue
-        mapped.update(name for name in names if name in text)
-    return mapped
+        mapped.update(os.path.basename(path) for path in mapped_segments(f"/proc/{pid}/maps", prefixes=("",)))
+    return names & mapped
 
 
 def shm_left_behind(before: set[str], prefixes: tuple[str, ...] = ("",), grace: float = 2.0) -> set[str]:

@@ -4,11 +4,13 @@ The plugin in ``tests/joblib_suite`` registers the backend before joblib's
 test module is imported, so every test joblib parametrizes over its
 backends runs on ours too, on five local processes (``PARALLELIZER=
 multiprocessing:5``): main and four that serve, as many as joblib's tests
-ask for (``n_jobs=4``) and as loky starts for them. With fewer, a test's
-30-second task left running by the test before it holds one of them and its
-quick tasks can come back after a slow one on a loaded machine. Every enrolled test must pass except the ones below,
-which test something only joblib's own backends (or processes that never
-imported parallelizer) have; each is deselected with its reason printed.
+ask for (``n_jobs=4``) and as loky starts for them. With fewer, a 30-second
+task left running by the test before holds one of them, and a test's quick
+tasks can come back after its slow one on a loaded machine.
+
+Every enrolled test must pass except the ones below, which test something
+only joblib's own backends (or processes that never imported parallelizer)
+have; each is deselected with its reason printed.
 """
 
 from __future__ import annotations
