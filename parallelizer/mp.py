@@ -81,7 +81,9 @@ class MultiprocessingParallelizer(Parallelizer):
             :attr:`Parallelizer.debug`); default: ``PARALLELIZER_DEBUG``.
         timeout: The longest any process waits in one call, in seconds
             (see :attr:`Parallelizer.timeout`); default: ``PARALLELIZER_TIMEOUT``,
-            else no limit.
+            else no limit. A worker waiting on main alone gives main one more
+            second, so that main, which may be waiting in the same call for
+            the rank really stuck, is the one that reports it.
 
     Example:
         >>> import numpy as np

@@ -88,6 +88,13 @@ def shm_files() -> set[str]:
     return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
+def mpi_segment_prefixes() -> tuple[str, ...]:
+    """The names MPI libraries give their ``/dev/shm`` segments (a job of another test may be starting)."""
+    from parallelizer._mpi import leftovers
+
+    return (*leftovers.SEGMENT_PREFIXES, leftovers.OPEN_MPI_SEGMENT_PREFIX)
+
+
 def _mapped_anywhere(names: set[str]) -> set[str]:
     """Those of ``names`` (files in ``/dev/shm``) that some process has mapped."""
     from parallelizer._mpi.leftovers import mapped_segments  # the package's one reader of /proc/*/maps
@@ -98,16 +105,19 @@ def _mapped_anywhere(names: set[str]) -> set[str]:
     return names & mapped
 
 
-def shm_left_behind(before: set[str], prefixes: tuple[str, ...] = ("",), grace: float = 2.0) -> set[str]:
+def shm_left_behind(
+    before: set[str], prefixes: tuple[str, ...] = ("",), grace: float = 2.0, ignore: tuple[str, ...] = ()
+) -> set[str]:
     """Shared-memory files created since ``before`` that nobody maps and nobody removes.
 
     Other tests may run at the same time (``pytest -n``) and start jobs of
     their own: their files are mapped while those jobs run, and removed when
     they end (so a file is only counted if it is still there after ``grace``).
+    Names starting with one of ``ignore`` are never counted.
     """
     deadline = time.monotonic() + grace
     while True:
-        new = {name for name in shm_files() - before if name.startswith(prefixes)}
+        new = {name for name in shm_files() - before if name.startswith(prefixes) and not name.startswith(ignore)}
         left = new - _mapped_anywhere(new)
         if not left or time.monotonic() > deadline:
             return left

@@ -103,6 +103,23 @@ def test_a_stopped_worker_raises_timeout_error_naming_call_and_rank(rank):
         assert par.run(_healthy) == [0, 1, 2]  # a fresh group replaced the stuck one
 
 
+def _stop_one_main_late(parallelizer):
+    if parallelizer.id == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    if parallelizer.id == 0:
+        time.sleep(0.5)  # rank 2 waits on main from before main waits on rank 1
+    return parallelizer.allreduce(1)
+
+
+def test_main_names_the_stuck_rank_though_another_waited_on_main_first():
+    with MultiprocessingParallelizer(nprocs=3, timeout=2.0) as par:
+        assert par.run(_healthy) == [0, 1, 2]
+        with pytest.raises(TimeoutError) as info:  # main's own, not rank 2's RemoteError naming rank 0
+            par.run(_stop_one_main_late)
+        assert "rank 0 waited more than 2 s in" in str(info.value) and "rank(s) 1 " in str(info.value)
+        assert par.run(_healthy) == [0, 1, 2]
+
+
 def _slow_worker(parallelizer):
     if parallelizer.id == 1:
         time.sleep(3)

@@ -41,6 +41,12 @@ from .mailbox import Mailbox
 from .protocol import Protocol
 from .rendezvous import Delivery, PendingSend, Rendezvous
 
+#: Extra seconds a worker whose wait is on main alone gives main before its own
+#: timeout is raised. Main may itself be waiting in the same call for the rank that
+#: is really stuck, and started that wait a little later (after this worker's
+#: message reached it): main's report names that rank, this worker's would name main.
+MAIN_REPORTS_FIRST = 1.0
+
 
 class Endpoint:
     """Sockets, mailbox, rendezvous and protocol state of one process of the group.
@@ -245,6 +251,7 @@ class Endpoint:
         if ready():
             return
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        extended = self.rank == 0
         while not ready():
             self.protocol.check(waiting_on, what)
             if deadline is None:
@@ -252,7 +259,12 @@ class Endpoint:
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._timed_out(what, who() if who is not None else waiting_on)
+                ranks = who() if who is not None else waiting_on
+                if not extended and set(ranks or range(self.nprocs)) - {self.rank} == {0}:
+                    extended = True
+                    deadline += MAIN_REPORTS_FIRST
+                    continue
+                raise self._timed_out(what, ranks)
             self.loop.pump(block=True, timeout_ms=max(1, math.ceil(remaining * 1000)))
 
     def _timed_out(self, what: str, ranks: Collection[int] | None) -> TimeoutError:
