@@ -59,13 +59,15 @@ MPI_SUITE := $(PY) tests/mpi_suite.py --mpiexec $(MPIEXEC) --timeout $(MPI_TIMEO
 # conformance suite on the serial and multiprocessing backends, the launcher
 # and whole-job tests (pytest-xdist: TEST_WORKERS at a time, more than the
 # cores, since most tests wait on other processes), then the conformance
-# suite and the MPI tests under mpiexec with 1, 2 and 3 ranks.
+# suite and the MPI tests under mpiexec with 1, 2 and 3 ranks (1 and 2 at
+# the same time).
 TEST_WORKERS ?= 4
 
 test: install system-deps schwimmbad-tests
 	@echo "== unit, conformance (serial, multiprocessing), examples, integrations, launcher tests: $(TEST_WORKERS) at a time =="
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --ignore=tests/cluster
-	@for n in 1 2 3; do $(MPI_SUITE) -n $$n -- tests || exit 1; done
+	@echo "== conformance and MPI tests under mpiexec: 1 and 2 ranks side by side, then 3 =="
+	@$(MPI_SUITE) -n 1,2 -n 3 -- tests
 
 # Beyond this machine's MPI: the MPI tests again under Open MPI, then the
 # cluster tests (virtual hosts, Slurm). CI runs them after `make test`.

@@ -155,14 +155,16 @@ class Executor(concurrent.futures.Executor, PoolCalls):
         if cancel_futures:
             with self._session._cv:
                 self._session._cancel_queued()
-        if not first:
+        if wait or not first:
             if wait:
-                self._stop(True)
+                self._end()
             return
-        if wait:
-            self._stop(True)
-        else:
-            threading.Thread(target=self._stop, args=(True,), name="parallelizer-shutdown", daemon=True).start()
+        threading.Thread(target=self._end, name="parallelizer-shutdown", daemon=True).start()
+
+    def _end(self) -> None:
+        """Ends the session (waiting for its queue); the executor is then no longer running."""
+        self._stop(True)
+        _running.discard(self)
 
     def __enter__(self) -> Executor:
         return self
@@ -204,7 +206,11 @@ class _Served:
 
 NO_EXECUTOR = _Served()
 
-_running: weakref.WeakSet[Executor] = weakref.WeakSet()
+#: Executors not yet shut down, or still ending their session. Held strongly:
+#: one the script dropped without shutting it down still owns its session (and,
+#: under ``--pool``, the serving ranks), so it is shut down at exit, as
+#: ``concurrent.futures`` joins its pools' threads.
+_running: set[Executor] = set()
 
 
 def live_executor(par: Parallelizer) -> Executor | None:

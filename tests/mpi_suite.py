@@ -1,11 +1,13 @@
 """Runs pytest under an MPI launcher and reports it in one line per run.
 
-    python tests/mpi_suite.py -n 3 [--mpiexec PATH] [--flag F ...] [--timeout S] [--] PYTEST_ARGS...
+    python tests/mpi_suite.py -n 3 [-n 1,2 ...] [--mpiexec PATH] [--flag F ...] [--timeout S] [--] PYTEST_ARGS...
 
 Every rank runs ``python -m pytest --with-mpi ...`` with its output going to
 its own log file (not interleaved with the other ranks' on the terminal).
 Afterwards one line says how each rank's run ended; where a rank failed (or
 the job ended badly), its whole log follows. The exit status is the job's.
+``-n 1,2`` runs jobs of 1 and 2 ranks at the same time (each reported once it
+ended); several ``-n`` run one after another, stopping at the first that fails.
 
 Each rank finds its log through its rank number, which every launcher puts
 in the environment (``PMI_RANK``, ``OMPI_COMM_WORLD_RANK``, ``PMIX_RANK``,
@@ -89,11 +91,75 @@ def _went_wrong(line: str) -> bool:
     return line.startswith("no pytest summary") or re.search(r"\b\d+ (failed|errors?)\b", line) is not None
 
 
+class _Job:
+    """One run of the suite under ``mpiexec -n N``: started at once, reported when it ends."""
+
+    def __init__(self, options: argparse.Namespace, nprocs: int, pytest_args: list[str]) -> None:
+        self.nprocs = nprocs
+        self.timeout = options.timeout
+        self.name = os.path.basename(options.mpiexec)
+        self.log_dir = tempfile.TemporaryDirectory(prefix="mpi-suite-")
+        command = [
+            options.mpiexec,
+            *(options.flag or _launcher_flags(options.mpiexec, nprocs)),
+            "-n",
+            str(nprocs),
+            sys.executable,
+            os.path.abspath(__file__),
+            "--as-rank",
+            self.log_dir.name,
+            *PYTEST,
+            *pytest_args,
+        ]
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def report(self) -> tuple[int, str]:
+        """Waits for the job (killing it after the timeout); its exit status and report."""
+        try:
+            left = max(0.0, self.started + self.timeout - time.monotonic())
+            launcher_output, _ = self.process.communicate(timeout=left)
+            status = self.process.returncode
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+            status, launcher_output = 124, f"killed after {self.timeout:.0f} s\n{output or ''}"
+        elapsed = time.monotonic() - self.started
+        with self.log_dir:
+            logs = {rank: _read(os.path.join(self.log_dir.name, f"rank-{rank}.log")) for rank in range(self.nprocs)}
+        lines = [f"{self.name} -n {self.nprocs} ({elapsed:.0f} s): exit {status}"]
+        lines += [f"  rank {rank}: {summary(log)}" for rank, log in logs.items()]
+        lines += [f"  {line}" for line in skip_reasons(list(logs.values()))]
+        shown = [rank for rank, log in logs.items() if _went_wrong(summary(log))]
+        if status != 0 and not shown:  # the job failed, yet every rank's pytest says it passed: show them all
+            shown = list(logs)
+        lines += [f"\n---- rank {rank} ----\n{logs[rank].rstrip()}" for rank in shown]
+        if status != 0 and launcher_output.strip():
+            lines.append(f"\n---- {self.name} ----\n{launcher_output.rstrip()}")
+        return status, "\n".join(lines)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"-n takes rank counts separated by commas, like 3 or 1,2; got {text!r}")
+    return sizes
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--as-rank"]:
         _as_rank(argv[1], argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, required=True, help="number of ranks")
+    parser.add_argument(
+        "-n",
+        type=_sizes,
+        action="append",
+        required=True,
+        help="number of ranks; 1,2: jobs of 1 and 2 ranks at the same time; repeat -n for jobs one after another",
+    )
     parser.add_argument("--mpiexec", default=os.path.join(os.path.dirname(sys.executable), "mpiexec"))
     parser.add_argument(
         "--flag",
@@ -101,50 +167,19 @@ def main(argv: list[str]) -> int:
         default=[],
         help="a launcher option (repeat for several); default: the ones 'python -m parallelizer -n' adds",
     )
-    parser.add_argument("--timeout", type=float, default=900, help="seconds before the job is killed")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds before a job is killed")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="arguments for pytest (after --)")
     options = parser.parse_args(argv)
     pytest_args = options.pytest_args[1:] if options.pytest_args[:1] == ["--"] else options.pytest_args
-    with tempfile.TemporaryDirectory(prefix="mpi-suite-") as log_dir:
-        command = [
-            options.mpiexec,
-            *(options.flag or _launcher_flags(options.mpiexec, options.n)),
-            "-n",
-            str(options.n),
-            sys.executable,
-            os.path.abspath(__file__),
-            "--as-rank",
-            log_dir,
-            *PYTEST,
-            *pytest_args,
-        ]
-        started = time.monotonic()
-        try:
-            job = subprocess.run(command, capture_output=True, text=True, timeout=options.timeout)
-            status, launcher_output = job.returncode, job.stdout + job.stderr
-        except subprocess.TimeoutExpired as exc:
-            status = 124
-            launcher_output = f"killed after {options.timeout:.0f} s\n{exc.stdout or ''}{exc.stderr or ''}"
-        elapsed = time.monotonic() - started
-        logs = {}
-        for rank in range(options.n):
-            path = os.path.join(log_dir, f"rank-{rank}.log")
-            logs[rank] = _read(path)
-    name = os.path.basename(options.mpiexec)
-    print(f"{name} -n {options.n} ({elapsed:.0f} s): exit {status}", flush=True)
-    for rank, log in logs.items():
-        print(f"  rank {rank}: {summary(log)}")
-    for line in skip_reasons(list(logs.values())):
-        print(f"  {line}")
-    shown = [rank for rank, log in logs.items() if _went_wrong(summary(log))]
-    if status != 0 and not shown:  # the job failed, yet every rank's pytest says it passed: show them all
-        shown = list(logs)
-    for rank in shown:
-        print(f"\n---- rank {rank} ----\n{logs[rank].rstrip()}")
-    if status != 0 and launcher_output.strip():
-        print(f"\n---- {name} ----\n{launcher_output.rstrip()}")
-    sys.stdout.flush()
-    return status
+    for together in options.n:
+        jobs = [_Job(options, nprocs, pytest_args) for nprocs in together]
+        reports = [job.report() for job in jobs]
+        for _, report in reports:
+            print(report, flush=True)
+        failed = [status for status, _ in reports if status != 0]
+        if failed:
+            return failed[0]
+    return 0
 
 
 if __name__ == "__main__":

@@ -48,13 +48,27 @@ LAUNCHER_PREFIXES = (
 )
 
 
-def clean_environment() -> dict[str, str]:
-    """``os.environ`` without ``PARALLELIZER`` and without any launcher's or mpi4py's variables."""
-    return {
+# The backend choices a developer's shell may hold (they would change what a started script picks).
+CHOICE_VARIABLES = ("PARALLELIZER", "PARALLELIZER_START_METHOD", "PARALLELIZER_DEBUG", "PARALLELIZER_TIMEOUT")
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The environment of a process a test starts: ``os.environ`` without backend choices or launchers' variables.
+
+    Plus ``OPENBLAS_NUM_THREADS=1``: the tests start well over a thousand
+    Python processes (each MPI job several) on few cores, and in each one that
+    imports numpy OpenBLAS starts a thread per core that spins for a while, a
+    seventh of the CPU time of the MPI fault matrix, for nothing. No such
+    process depends on BLAS threads. ``extra`` is added last.
+    """
+    env = {
         name: value
         for name, value in os.environ.items()
-        if name != "PARALLELIZER" and not name.startswith(LAUNCHER_PREFIXES)
+        if name not in CHOICE_VARIABLES and not name.startswith(LAUNCHER_PREFIXES)
     }
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env.update(extra)
+    return env
 
 
 def alive(pid: int) -> bool:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from processes import mpiexec_command
+from processes import clean_environment, mpiexec_command
 
 from parallelizer._mpi import runtime
 
@@ -47,17 +47,9 @@ TESTED_SCRIPTS = {
     "executor.py",
 }
 
-# Variables that would change what lookup(None) picks in the examples.
-_CHOICE_VARS = ("PARALLELIZER", "PARALLELIZER_START_METHOD", "PARALLELIZER_DEBUG")
-_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "MV2_", "SLURM_", "HYDRA_")
-
 
 def _environment(extra=None):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _CHOICE_VARS and not key.startswith(_LAUNCHER_PREFIXES)
-    }
+    env = clean_environment()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))  # this checkout's package
     env.update(extra or {})
     return env

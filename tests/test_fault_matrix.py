@@ -15,7 +15,7 @@ import sys
 import pytest
 from backends import mp_groups
 from faults import CALLS, WHEN, InjectedFault, cannot_finish, failing_body, positions
-from processes import mpiexec_command
+from processes import clean_environment, mpiexec_command
 
 from parallelizer import MultiprocessingParallelizer, RemoteError
 from parallelizer._mpi import runtime
@@ -68,7 +68,7 @@ MPI_CASES = [
 def test_mpi_fault_aborts_the_job(size, call, failing, when):
     mpiexec = runtime.find_mpiexec()
     assert mpiexec is not None, "the test extras install mpich, which brings mpiexec"
-    env = {key: value for key, value in os.environ.items() if key != "PARALLELIZER"}
+    env = clean_environment()
     script = os.path.join(HERE, "scripts", "mpi_fault.py")
     result = subprocess.run(
         [

@@ -179,3 +179,10 @@ def test_a_module_runs_like_python_m():
     pooled = _mpiexec(2, "-m", "parallelizer", "--pool", "-m", "timeit", "-n", "2", "-r", "1", "pass")
     assert pooled.returncode == 0, pooled.stderr
     assert pooled.stdout.count("2 loops") == 1  # --pool: rank 0 alone runs it
+
+
+def test_an_executor_dropped_by_a_pool_script_is_shut_down_at_its_end():
+    result = _mpiexec(3, "-m", "parallelizer", "--pool", os.path.join(HERE, "scripts", "dropped_executor.py"))
+    assert result.returncode == 0, result.stderr  # servers were told to leave mid-session: "unknown message Final"
+    assert result.stdout.split() == ["sum", str(2**20 - 1)]
+    assert "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from processes import mpiexec_command, require_mpiexec, shm_files, shm_left_behind
+from processes import clean_environment, mpiexec_command, require_mpiexec, shm_files, shm_left_behind
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "scripts", "mpi_reliability.py")
@@ -25,8 +25,7 @@ TIMEOUT = 90
 
 
 def _mpiexec(n, *args, env=None):
-    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("PARALLELIZER", "PMI_"))}
-    full_env.update(env or {})
+    full_env = clean_environment(**(env or {}))
     started = time.monotonic()
     result = subprocess.run(
         [*mpiexec_command(n, MPIEXEC), sys.executable, *args],

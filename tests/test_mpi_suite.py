@@ -26,9 +26,10 @@ def test_doctests():
     assert doctest.testmod(mpi_suite).failed == 0
 
 
-def _suite(tmp_path, body: str) -> subprocess.CompletedProcess[str]:
+def _suite(tmp_path, body: str, *sizes: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_job.py").write_text(body)
-    command = [sys.executable, os.path.join(HERE, "mpi_suite.py"), "-n", "2", "--mpiexec", MPIEXEC, "--timeout", "100"]
+    counts = [arg for size in sizes or ("2",) for arg in ("-n", size)]
+    command = [sys.executable, os.path.join(HERE, "mpi_suite.py"), *counts, "--mpiexec", MPIEXEC, "--timeout", "100"]
     return subprocess.run([*command, "--", "-s", str(tmp_path)], capture_output=True, text=True, timeout=120)
 
 
@@ -47,3 +48,20 @@ def test_a_passing_job_prints_only_its_summary(tmp_path):
     result = _suite(tmp_path, FAILS_ON_RANK_1.replace("== 0", ">= 0"))
     assert result.returncode == 0, result.stdout
     assert len(result.stdout.splitlines()) == 3, result.stdout
+
+
+def test_jobs_side_by_side_then_one_after_another(tmp_path):
+    result = _suite(tmp_path, FAILS_ON_RANK_1, "1,2", "3")
+    assert result.returncode != 0  # rank 1 of the 2-rank job failed: the 3-rank job never started
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("mpiexec -n 1 (") and lines[0].endswith("exit 0"), lines
+    assert lines[1].startswith("  rank 0: 1 passed in "), lines
+    assert lines[2].startswith("mpiexec -n 2 (") and lines[2].endswith(f"exit {result.returncode}"), lines
+    assert "---- rank 1 ----" in result.stdout and "mpiexec -n 3" not in result.stdout
+    passing = _suite(tmp_path, FAILS_ON_RANK_1.replace("== 0", ">= 0"), "1,2", "3")
+    assert passing.returncode == 0, passing.stdout
+    assert [line.split(" (")[0] for line in passing.stdout.splitlines() if line.startswith("mpiexec")] == [
+        "mpiexec -n 1",
+        "mpiexec -n 2",
+        "mpiexec -n 3",
+    ]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from processes import clean_environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GUIDE = os.path.join(ROOT, "docs", "porting.md")
@@ -57,8 +58,7 @@ def test_snippet_runs(mode, code, tmp_path):
             pytest.importorskip(module, reason=why)
     script = tmp_path / "snippet.py"
     script.write_text(code, encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PARALLELIZER", "PMI_", "HYDRA"))}
-    env["PYTHONPATH"] = ROOT
+    env = clean_environment(PYTHONPATH=ROOT)
     command = [sys.executable, str(script)]
     if mode == "mp2":
         env["PARALLELIZER"] = "multiprocessing:2"

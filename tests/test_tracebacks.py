@@ -11,7 +11,7 @@ import sys
 import traceback
 
 import pytest
-from processes import require_mpiexec
+from processes import clean_environment, require_mpiexec
 
 from parallelizer._core import pickling
 
@@ -22,8 +22,7 @@ SCRIPT = os.path.join(HERE, "scripts", "failing_job.py")
 
 
 def _script(mode, env=None, launcher=()):
-    full_env = {key: value for key, value in os.environ.items() if key not in ("PARALLELIZER", "PMI_SIZE", "PMI_RANK")}
-    full_env.update(env or {})
+    full_env = clean_environment(**(env or {}))
     return subprocess.run(
         [sys.executable, *launcher, SCRIPT, mode], capture_output=True, text=True, timeout=120, env=full_env
     )
