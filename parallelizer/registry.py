@@ -23,7 +23,6 @@ a factory builds is a parallelizer.
 from __future__ import annotations
 
 import importlib
-import inspect
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -151,6 +150,8 @@ def parse_spec(spec: str, where: str) -> tuple[str, dict[str, Any]]:
 
 def _takes(make: Factory, keyword: str) -> bool:
     """Whether ``make`` accepts the keyword argument ``keyword`` (``True`` when its signature is unknown)."""
+    import inspect  # only where a spec names a process count (inspect is slow to import)
+
     try:
         parameters = inspect.signature(make).parameters.values()
     except (TypeError, ValueError):

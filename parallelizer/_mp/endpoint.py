@@ -29,8 +29,7 @@ import math
 import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._core import env
 from .._core.codec import Encoded, allocate_array, allocate_bytes, encode
@@ -40,6 +39,9 @@ from .loop import Loop
 from .mailbox import Mailbox
 from .protocol import Protocol
 from .rendezvous import Delivery, PendingSend, Rendezvous
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 #: Extra seconds a worker whose wait is on main alone gives main before its own
 #: timeout is raised. Main may itself be waiting in the same call for the rank that
@@ -96,6 +98,8 @@ class Endpoint:
     def threads(self) -> ThreadPoolExecutor:
         """A few threads for copies that may run side by side (they release the GIL)."""
         if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor  # in the few processes that copy side by side
+
             self._threads = ThreadPoolExecutor(max_workers=max(2, min(self.nprocs, env.usable_cpus())))
         return self._threads
 
