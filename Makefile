@@ -2,6 +2,12 @@
 # `make test` creates .venv and installs the package with its extras first.
 
 PYTHON ?= python3
+
+# Python caches compiled modules in __pycache__ (ignored by git), as it does by
+# default. Where PYTHONDONTWRITEBYTECODE is set (some sandboxes and CI images
+# set it), each of the suite's thousand-odd processes would compile the package
+# and the tests again: a worker's imports took 0.27 s of CPU instead of 0.14 s.
+unexport PYTHONDONTWRITEBYTECODE
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
