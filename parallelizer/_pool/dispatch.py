@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import time
 from collections import deque
 from typing import Any
 
@@ -27,8 +26,9 @@ MAX_BATCH = 64
 
 IN_FLIGHT = 2
 """Batches a server with quick tasks may hold at once (so it never waits for the next), once
-it has shown progress: never a second one behind a batch that has not (a slow task must not
-hold quick ones back; see ``Dispatcher._room``)."""
+the one it holds has shown progress: never a second one behind a batch that has not (a slow
+task must not hold quick ones back; see ``Dispatcher._room``). A server reports the first half
+of a batch as soon as it has run it, so the next batch arrives while it runs the second."""
 
 QUICK_TASK = 1e-3
 """Tasks quicker than this on average (seconds) travel in batches, two batches in flight per
@@ -59,8 +59,7 @@ class Dispatcher:
     _batches: dict[int, int]
     _batch_left: dict[int, int]
     _batch_of: dict[int, int]
-    _last_sent: dict[int, float]
-    _last_done: dict[int, float]
+    _silent: dict[int, set[int]]
     _requests: dict[int, tuple[int, concurrent.futures.Future[Any]]]
     _dead: set[int]
     _gone: set[int]
@@ -94,7 +93,7 @@ class Dispatcher:
                     break
                 if self._work_waiting():
                     continue
-                link.idle(self.waker)
+                link.idle(self.waker, expecting=self._expecting())
             if self.transport is not None:
                 self.transport._complete_sends()
         except BaseException as exc:  # the transport broke: nothing may wait on it any more
@@ -133,17 +132,19 @@ class Dispatcher:
                 self._batches[rank] < self._room(rank, quick) for rank in self.workers if rank not in self._dead
             )
 
+    def _expecting(self) -> bool:
+        """Whether a server runs a batch of quick tasks (its results, or half of them, are due soon)."""
+        quick = self._task_time is not None and self._task_time < QUICK_TASK
+        return quick and any(self._batches.values())
+
     def _room(self, rank: int, quick: bool) -> int:
         """How many batches server ``rank`` may hold now.
 
         Slow tasks go one at a time. Quick ones two batches at a time, except
-        behind a batch that has shown no progress: a server whose last
-        completed batch is older than the batch it holds may be running a
-        slow task, and what waits behind it would wait for that task.
+        behind a batch that has sent nothing back yet: it may hold a slow
+        task, and what waits behind it would wait for that task.
         """
-        if not quick:
-            return 1
-        if self._batches[rank] and self._last_done.get(rank, -1.0) < self._last_sent.get(rank, 0.0):
+        if not quick or self._silent[rank]:
             return 1
         return IN_FLIGHT
 
@@ -211,7 +212,7 @@ class Dispatcher:
         if counted and calls:
             self._batches[rank] += 1
             self._batch_left[batch] = len(calls)
-            self._last_sent[rank] = time.monotonic()
+            self._silent[rank].add(batch)
         return calls
 
     def _on_message(self, rank: int, message: Any) -> None:
@@ -246,11 +247,11 @@ class Dispatcher:
         batch = self._batch_of.pop(number, None)
         if batch is None:
             return
+        self._silent[rank].discard(batch)
         self._batch_left[batch] -= 1
         if not self._batch_left[batch]:
             del self._batch_left[batch]
             self._batches[rank] -= 1
-            self._last_done[rank] = time.monotonic()
 
     # ------------------------------------------------------------------ failures
 
@@ -268,6 +269,7 @@ class Dispatcher:
                 batch = self._batch_of.pop(record.number, None)
                 self._batch_left.pop(batch, None)  # type: ignore[arg-type]
             self._batches[rank] = 0
+            self._silent[rank] = set()
             pinned = [item for item in self._outbox[rank] if isinstance(item, Record)]
             self._outbox[rank].clear()
             requests = [future for number, (owner, future) in list(self._requests.items()) if owner == rank]

@@ -23,6 +23,9 @@ from .._core.transport import Transport
 
 FIRST_PAUSE = 2e-5
 LAST_PAUSE = 1e-3
+EXPECTING_PAUSE = 1e-4
+"""The longest pause under MPI of a side that expects a reply soon (main, while a server runs
+a batch of quick tasks: the server's report of its first half is main's cue to send the next)."""
 
 
 class Waker:
@@ -83,13 +86,19 @@ class Link:
             self._pause = FIRST_PAUSE
         return got
 
-    def idle(self, waker: Waker | None, longest: float | None = None) -> None:
-        """Sleeps until a message may have arrived, ``waker`` stirs, or ``longest`` seconds pass."""
+    def idle(self, waker: Waker | None, longest: float | None = None, expecting: bool = False) -> None:
+        """Sleeps until a message may have arrived, ``waker`` stirs, or ``longest`` seconds pass.
+
+        ``expecting``: a reply is due soon; where arrivals cannot wake the
+        sleeper (MPI), it pauses at most :data:`EXPECTING_PAUSE`.
+        """
         transport = self.transport
         if transport._idle_wakes_on_messages:
             transport._idle(longest, waker.read if waker is not None else None)
         else:
             pause = self._pause if longest is None else min(self._pause, longest)
+            if expecting:
+                pause = min(pause, EXPECTING_PAUSE)
             transport._idle(pause, waker.read if waker is not None else None)
             self._pause = min(2 * self._pause, LAST_PAUSE)
         if waker is not None:

@@ -164,6 +164,7 @@ class Server:
     def _run(self, calls: list[m.Call]) -> None:
         outcomes = m.Results([], self.host)
         flushed = time.monotonic()
+        half = len(calls) // 2 - 1  # its results go at once: main then sends the next batch (dispatch.IN_FLIGHT)
         for index, call in enumerate(calls):
             if self.failed_initializer:
                 outcome = m.Outcome(call.task, False, None, _initializer_failed(self.rank))
@@ -171,7 +172,7 @@ class Server:
                 outcome = run_call(call.payload, f"task {call.task}", 0)
                 outcome.task = call.task
             outcomes.outcomes.append(outcome)
-            if index == len(calls) - 1 or time.monotonic() - flushed > FLUSH_AFTER:
+            if index == len(calls) - 1 or index == half or time.monotonic() - flushed > FLUSH_AFTER:
                 self.link.send(0, outcomes)
                 outcomes = m.Results([], self.host)
                 flushed = time.monotonic()
