@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import sys
 import threading
 import time
 import weakref
@@ -149,6 +150,8 @@ class Executor(concurrent.futures.Executor, PoolCalls):
             wait: Return only when every task has finished and the session ended.
             cancel_futures: Cancel the tasks that have not started.
         """
+        if threading.current_thread() is self._session._thread:
+            wait = False  # a done-callback (it runs in the session's thread) cannot wait for that thread
         with self._shutdown_lock:
             first = not self._shut
             self._shut = True
@@ -163,8 +166,10 @@ class Executor(concurrent.futures.Executor, PoolCalls):
 
     def _end(self) -> None:
         """Ends the session (waiting for its queue); the executor is then no longer running."""
-        self._stop(True)
-        _running.discard(self)
+        try:
+            self._stop(True)
+        finally:
+            _running.discard(self)
 
     def __enter__(self) -> Executor:
         return self
@@ -235,7 +240,10 @@ def _shut_down_at_exit() -> None:
     the executors' threads still work.)
     """
     for executor in list(_running):
-        executor.shutdown(wait=True)
+        try:
+            executor.shutdown(wait=True)
+        except Exception as exc:  # the others still finish theirs
+            print(f"parallelizer: shutting down {executor!r} at exit failed: {exc!r}", file=sys.stderr)
 
 
 threading._register_atexit(_shut_down_at_exit)  # type: ignore[attr-defined]

@@ -17,8 +17,10 @@ in the environment (``PMI_RANK``, ``OMPI_COMM_WORLD_RANK``, ``PMIX_RANK``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,20 +114,28 @@ class _Job:
             *pytest_args,
         ]
         self.started = time.monotonic()
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # The launcher's own output goes to a file: nothing blocks on an unread pipe while another job
+        # runs, and a killed job's leftover processes cannot hold a pipe open. Its own process group:
+        # the timeout kills the whole job.
+        self.launcher_log = os.path.join(self.log_dir.name, "launcher.log")
+        with open(self.launcher_log, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def report(self) -> tuple[int, str]:
         """Waits for the job (killing it after the timeout); its exit status and report."""
         try:
-            left = max(0.0, self.started + self.timeout - time.monotonic())
-            launcher_output, _ = self.process.communicate(timeout=left)
-            status = self.process.returncode
+            status = self.process.wait(timeout=max(0.0, self.started + self.timeout - time.monotonic()))
+            killed = ""
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            output, _ = self.process.communicate()
-            status, launcher_output = 124, f"killed after {self.timeout:.0f} s\n{output or ''}"
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            status, killed = 124, f"killed after {self.timeout:.0f} s\n"
         elapsed = time.monotonic() - self.started
         with self.log_dir:
+            launcher_output = killed + _read(self.launcher_log)
             logs = {rank: _read(os.path.join(self.log_dir.name, f"rank-{rank}.log")) for rank in range(self.nprocs)}
         lines = [f"{self.name} -n {self.nprocs} ({elapsed:.0f} s): exit {status}"]
         lines += [f"  rank {rank}: {summary(log)}" for rank, log in logs.items()]

@@ -128,3 +128,22 @@ def test_an_executor_made_from_main_code_leaves_lookup_alone():
         assert Parallelizer.lookup() is before
         assert executor.submit(_looked_up_rank).result(timeout=60) == 1  # the server sees its own
     assert Parallelizer.lookup() is before
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_in_a_done_callback_does_not_wait_for_itself():
+    executor = MultiprocessingParallelizer(nprocs=2).executor()
+    called = []
+
+    def shut(task):
+        executor.shutdown(wait=True)  # runs in the session's thread: it cannot wait for that thread
+        called.append(task.result())
+
+    executor.submit(pow, 2, 10).add_done_callback(shut)
+    deadline = time.monotonic() + 30
+    while not called and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert called == [1024]
+    executor.shutdown(wait=True)  # the group's session ended: this returns
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(pow, 2, 3)

@@ -6,6 +6,7 @@ import doctest
 import os
 import subprocess
 import sys
+import time
 
 import mpi_suite
 from processes import require_mpiexec
@@ -26,10 +27,10 @@ def test_doctests():
     assert doctest.testmod(mpi_suite).failed == 0
 
 
-def _suite(tmp_path, body: str, *sizes: str) -> subprocess.CompletedProcess[str]:
+def _suite(tmp_path, body: str, *sizes: str, timeout: str = "100") -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_job.py").write_text(body)
     counts = [arg for size in sizes or ("2",) for arg in ("-n", size)]
-    command = [sys.executable, os.path.join(HERE, "mpi_suite.py"), *counts, "--mpiexec", MPIEXEC, "--timeout", "100"]
+    command = [sys.executable, os.path.join(HERE, "mpi_suite.py"), *counts, "--mpiexec", MPIEXEC, "--timeout", timeout]
     return subprocess.run([*command, "--", "-s", str(tmp_path)], capture_output=True, text=True, timeout=120)
 
 
@@ -65,3 +66,13 @@ def test_jobs_side_by_side_then_one_after_another(tmp_path):
         "mpiexec -n 2",
         "mpiexec -n 3",
     ]
+
+
+def test_a_job_past_its_timeout_is_killed_whole_and_reported(tmp_path):
+    started = time.monotonic()
+    result = _suite(tmp_path, "import time\n\ndef test_stuck():\n    time.sleep(300)\n", "1,2", timeout="8")
+    assert time.monotonic() - started < 60  # its ranks too: none of them keeps the runner waiting
+    assert result.returncode == 124, result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("mpiexec -n 1 (") and lines[0].endswith("exit 124"), lines
+    assert "killed after 8 s" in result.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -38,6 +39,9 @@ session starts that way until it has seen how long its tasks take."""
 BATCH_TIME = 2e-3
 """A batch of quick tasks is about this much work (seconds)."""
 
+EXPECT_FOR = 10 * BATCH_TIME
+"""How long (seconds) main expects the first report of a batch of quick tasks; see ``Dispatcher._expecting``."""
+
 
 class Dispatcher:
     """The session state the dispatcher thread works on (set up by ``Session.__init__``)."""
@@ -59,7 +63,7 @@ class Dispatcher:
     _batches: dict[int, int]
     _batch_left: dict[int, int]
     _batch_of: dict[int, int]
-    _silent: dict[int, set[int]]
+    _silent: dict[int, dict[int, float]]
     _requests: dict[int, tuple[int, concurrent.futures.Future[Any]]]
     _dead: set[int]
     _gone: set[int]
@@ -133,9 +137,17 @@ class Dispatcher:
             )
 
     def _expecting(self) -> bool:
-        """Whether a server runs a batch of quick tasks (its results, or half of them, are due soon)."""
+        """Whether a server's report is due soon and would let main send it more.
+
+        Quick tasks are queued and a server holds a batch of them, sent in the
+        last :data:`EXPECT_FOR` seconds, that has reported nothing yet (a
+        batch that takes longer may hold a slow task: main then sleeps as usual).
+        """
         quick = self._task_time is not None and self._task_time < QUICK_TASK
-        return quick and any(self._batches.values())
+        if not quick or not self._jobs:
+            return False
+        recent = time.monotonic() - EXPECT_FOR
+        return any(sent > recent for rank in self.workers for sent in self._silent[rank].values())
 
     def _room(self, rank: int, quick: bool) -> int:
         """How many batches server ``rank`` may hold now.
@@ -212,7 +224,7 @@ class Dispatcher:
         if counted and calls:
             self._batches[rank] += 1
             self._batch_left[batch] = len(calls)
-            self._silent[rank].add(batch)
+            self._silent[rank][batch] = time.monotonic()
         return calls
 
     def _on_message(self, rank: int, message: Any) -> None:
@@ -247,7 +259,7 @@ class Dispatcher:
         batch = self._batch_of.pop(number, None)
         if batch is None:
             return
-        self._silent[rank].discard(batch)
+        self._silent[rank].pop(batch, None)
         self._batch_left[batch] -= 1
         if not self._batch_left[batch]:
             del self._batch_left[batch]
@@ -269,7 +281,7 @@ class Dispatcher:
                 batch = self._batch_of.pop(record.number, None)
                 self._batch_left.pop(batch, None)  # type: ignore[arg-type]
             self._batches[rank] = 0
-            self._silent[rank] = set()
+            self._silent[rank] = {}
             pinned = [item for item in self._outbox[rank] if isinstance(item, Record)]
             self._outbox[rank].clear()
             requests = [future for number, (owner, future) in list(self._requests.items()) if owner == rank]

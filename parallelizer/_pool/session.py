@@ -92,7 +92,7 @@ class Session(Dispatcher):
         self._batches: dict[int, int] = dict.fromkeys(self.servers, 0)
         self._batch_left: dict[int, int] = {}  # batch number -> tasks still out
         self._batch_of: dict[int, int] = {}  # task number -> batch number
-        self._silent: dict[int, set[int]] = {rank: set() for rank in self.servers}  # batches with no result back yet
+        self._silent: dict[int, dict[int, float]] = {rank: {} for rank in self.servers}  # batch -> sent, no result yet
         self._task_time: float | None = None  # how long tasks take on average (seconds)
         self._ready: deque[Record] = deque()  # without servers: tasks handed to main's runner
         self._local_busy = False

@@ -8,6 +8,7 @@ client; the others serve it). Inside a client, ``parallel_config(backend=
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 
@@ -207,6 +208,8 @@ def test_spmd_code_is_told_where_joblib_work_can_go(par):
         pytest.skip("a group of one has no other process: joblib work runs on it directly")
 
     def body(parallelizer=None):
+        importlib.import_module("parallelizer.joblib")  # as a script run on every process registers it on each
+
         with parallel_config(backend="parallelizer"), pytest.raises(RuntimeError, match="--pool"):
             Parallel()(delayed(abs)(-1) for _ in range(3))
         return parallelizer.gather(True)
