@@ -48,12 +48,11 @@ LAUNCHER_PREFIXES = (
 )
 
 
-# The backend choices a developer's shell may hold (they would change what a started script picks).
-CHOICE_VARIABLES = ("PARALLELIZER", "PARALLELIZER_START_METHOD", "PARALLELIZER_DEBUG", "PARALLELIZER_TIMEOUT")
-
-
 def clean_environment(**extra: str) -> dict[str, str]:
-    """The environment of a process a test starts: ``os.environ`` without backend choices or launchers' variables.
+    """The environment of a process a test starts: ``os.environ`` without our settings or launchers' variables.
+
+    Our settings (``PARALLELIZER``, ``PARALLELIZER_TIMEOUT``, ...) in a
+    developer's shell would change what a started script picks or how it waits.
 
     Plus ``OPENBLAS_NUM_THREADS=1``: the tests start well over a thousand
     Python processes (each MPI job several) on few cores, and in each one that
@@ -62,9 +61,7 @@ def clean_environment(**extra: str) -> dict[str, str]:
     process depends on BLAS threads. ``extra`` is added last.
     """
     env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in CHOICE_VARIABLES and not name.startswith(LAUNCHER_PREFIXES)
+        name: value for name, value in os.environ.items() if not name.startswith(("PARALLELIZER", *LAUNCHER_PREFIXES))
     }
     env["OPENBLAS_NUM_THREADS"] = "1"
     env.update(extra)

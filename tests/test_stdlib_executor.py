@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import pytest
+from processes import clean_environment
 
 from parallelizer._mpi import runtime
 
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def outcomes():
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PARALLELIZER", "PMI_"))}
+    env = clean_environment()
     env["PYTHONPATH"] = os.pathsep.join([SHIM, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PARALLELIZER_CF_TESTS"] = TESTS
     mpiexec = runtime.find_mpiexec()
