@@ -158,11 +158,10 @@ class Executor(concurrent.futures.Executor, PoolCalls):
         if cancel_futures:
             with self._session._cv:
                 self._session._cancel_queued()
-        if wait or not first:
-            if wait:
-                self._end()
-            return
-        threading.Thread(target=self._end, name="parallelizer-shutdown", daemon=True).start()
+        if wait:
+            self._end()
+        elif first:
+            threading.Thread(target=self._end, name="parallelizer-shutdown", daemon=True).start()
 
     def _end(self) -> None:
         """Ends the session (waiting for its queue); the executor is then no longer running."""

@@ -131,10 +131,14 @@ class Dispatcher:
             live = [rank for rank in self.servers if rank not in self._dead]
             if any(self._outbox[rank] for rank in live):
                 return True
-            quick = self._task_time is not None and self._task_time < QUICK_TASK
+            quick = self._quick()
             return bool(self._jobs) and any(
                 self._batches[rank] < self._room(rank, quick) for rank in self.workers if rank not in self._dead
             )
+
+    def _quick(self) -> bool:
+        """Whether this session's tasks have been quick so far (see :data:`QUICK_TASK`)."""
+        return self._task_time is not None and self._task_time < QUICK_TASK
 
     def _expecting(self) -> bool:
         """Whether a server's report is due soon and would let main send it more.
@@ -143,8 +147,7 @@ class Dispatcher:
         last :data:`EXPECT_FOR` seconds, that has reported nothing yet (a
         batch that takes longer may hold a slow task: main then sleeps as usual).
         """
-        quick = self._task_time is not None and self._task_time < QUICK_TASK
-        if not quick or not self._jobs:
+        if not self._quick() or not self._jobs:
             return False
         recent = time.monotonic() - EXPECT_FOR
         return any(sent > recent for rank in self.workers for sent in self._silent[rank].values())
@@ -191,7 +194,7 @@ class Dispatcher:
             if self.broken is None:
                 queued = sum(len(job.queue) for job in self._jobs)
                 live = [rank for rank in self.workers if rank not in self._dead]
-                quick = self._task_time is not None and self._task_time < QUICK_TASK
+                quick = self._quick()
                 size = 1
                 if quick:
                     by_time = int(BATCH_TIME / max(self._task_time or 0.0, 1e-6))
