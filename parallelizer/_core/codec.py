@@ -11,6 +11,7 @@ their fastest method and receivers get them without an extra copy.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 from .. import semantics
@@ -155,6 +156,10 @@ def decode(flags: int, body: bytes | bytearray, buffers: list[Any], what: str, s
     return pickling.loads(body, what, buffers=buffers, source=source)
 
 
+_NO_BUFFERS: Sequence[Any] = ()
+"""The buffers of a sealed object that has none (shared: one object fewer per task)."""
+
+
 class Sealed:
     """An object pickled on its own, inside a message that carries other things.
 
@@ -173,7 +178,7 @@ class Sealed:
 
     __slots__ = ("body", "buffers", "flags")
 
-    def __init__(self, flags: int, body: bytes | bytearray, buffers: list[Any]) -> None:
+    def __init__(self, flags: int, body: bytes | bytearray, buffers: Sequence[Any]) -> None:
         self.flags = flags
         self.body = body
         self.buffers = buffers
@@ -186,11 +191,13 @@ class Sealed:
             SerializationError: ``obj`` cannot be pickled; names ``what``.
         """
         encoded = encode(obj, what, by_value=by_value)
-        return cls(encoded.flags, encoded.body, encoded.buffers)
+        return cls(encoded.flags, encoded.body, encoded.buffers or _NO_BUFFERS)
 
     @property
     def nbytes(self) -> int:
         """The size of what travels: the pickle and its buffers."""
+        if not self.buffers:
+            return len(self.body)
         return len(self.body) + sum(memoryview(buffer).nbytes for buffer in self.buffers)
 
     def open(self, what: str, source: int | None = None) -> Any:
@@ -204,4 +211,6 @@ class Sealed:
         return decode(self.flags, self.body, list(self.buffers), what, source)
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if not self.buffers:
+            return (Sealed, (self.flags, self.body, _NO_BUFFERS))
         return (Sealed, (self.flags, self.body, [pickle.PickleBuffer(buffer) for buffer in self.buffers]))

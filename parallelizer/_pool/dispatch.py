@@ -233,12 +233,14 @@ class Dispatcher:
     def _on_message(self, rank: int, message: Any) -> None:
         kind = type(message)
         if kind is m.Results:
-            for outcome in message.outcomes:
+            running = self._running[rank]
+            with self._cv:  # once for the whole batch
+                records = [running.pop(outcome.task, None) for outcome in message.outcomes]
+                for outcome in message.outcomes:
+                    self._count_done(rank, outcome.task)
+            for outcome, record in zip(message.outcomes, records, strict=True):
                 took = outcome.completed - outcome.started
                 self._task_time = took if self._task_time is None else 0.8 * self._task_time + 0.2 * took
-                with self._cv:
-                    record = self._running[rank].pop(outcome.task, None)
-                    self._count_done(rank, outcome.task)
                 if record is not None:
                     settle(record.task, outcome, rank, message.host)
         elif kind is m.Done:

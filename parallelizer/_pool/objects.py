@@ -7,18 +7,18 @@ the call, as *that process's* copy: so a handle anywhere in a call's
 arguments (nested in containers, in a closure, in a ``functools.partial``)
 becomes the local object, which a function may change in place.
 
-Handles only pickle while their session seals a call (:func:`sealing`):
+Handles only pickle while their session seals a call (:func:`seal`):
 using a removed handle, one from another session, or pickling one by hand
 raises ``ValueError``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from .._core.codec import Sealed
 from .._core.pickling import PassThrough
 
 _lock = threading.Lock()
@@ -68,14 +68,18 @@ def _resolve(session: str, handle: int) -> Any:
     return store.get(handle)
 
 
-@contextlib.contextmanager
-def sealing(session: str) -> Iterator[list[int]]:
-    """Lets the handles of ``session`` pickle in this thread; yields the list of handles pickled."""
+def seal(session: str, obj: Any, what: str) -> tuple[Sealed, bool]:
+    """Seals ``obj``, letting the handles of ``session`` pickle; also says whether any did.
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled; names ``what``.
+        HandleError: It holds a handle that cannot travel.
+    """
     used: list[int] = []
     previous = getattr(_sealing, "state", None)
     _sealing.state = (session, used)
     try:
-        yield used
+        return Sealed.of(obj, what), bool(used)
     finally:
         _sealing.state = previous
 

@@ -13,23 +13,21 @@ that sent it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
 from .._core import remote
 from ..errors import RemoteError, SerializationError
 from . import messages as m
 from .capture import captured
-from .tasks import Task
+from .tasks import LocalCall, Task, call_locally
 
 
-def run_on_main(task: Task, call: Callable[[], Any]) -> None:
+def run_on_main(task: Task, call: LocalCall) -> None:
     """Runs ``call`` on main for ``task``: its value, or its exception as a server's would arrive."""
     started = time.time()
     error: BaseException | None = None
     with captured() as output:
         try:
-            value = call()
+            value = call_locally(call)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             error = exc
     task.metadata.update(

@@ -40,9 +40,9 @@ from ..errors import WorkerTerminatedError
 from . import messages as m
 from .dispatch import Dispatcher
 from .link import Link, Waker
-from .objects import Store, sealing
+from .objects import Store, seal
 from .outcomes import run_on_main
-from .tasks import Record, Task
+from .tasks import Call, LocalCall, Record, Task
 
 
 class Job:
@@ -194,25 +194,21 @@ class Session(Dispatcher):
 
     def seal(self, call: tuple[Any, ...], what: str) -> tuple[Sealed, bool]:
         """Seals a call ``(func, args, kwargs)`` in this session; also says whether it names remote objects."""
-        with sealing(self.id) as used:
-            payload = Sealed.of(call, what)
-        return payload, bool(used)
+        return seal(self.id, call, what)
 
     def record(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], pinned: int | None, job: Any
     ) -> Record:
         """A task for ``func(*args, **kwargs)``, sealed (pinned to a rank, or in ``job``), not yet queued."""
         checks.check_callable(func, "func")
-        payload, uses_handles = self.seal((func, args, kwargs), "func and its arguments")
-        local = self.local_call(payload, uses_handles, func, args, kwargs)
-        return Record(next(self.numbers), payload, local, pinned, Task(), job)
+        call = (func, args, kwargs)
+        payload, uses_handles = self.seal(call, "func and its arguments")
+        return Record(next(self.numbers), payload, self.local_call(payload, uses_handles, call), pinned, Task(), job)
 
-    def local_call(
-        self, payload: Sealed, uses_handles: bool, func: Callable[..., Any], args: Any, kwargs: Any
-    ) -> Callable[[], Any]:
+    def local_call(self, payload: Sealed, uses_handles: bool, call: Call) -> LocalCall:
         """How main runs a call itself: directly, or through its payload when it names remote objects."""
         if not uses_handles:
-            return lambda: func(*args, **kwargs)
+            return call
 
         def through_payload() -> Any:
             func_, args_, kwargs_ = payload.open("the call")
