@@ -232,7 +232,8 @@ class Session(Dispatcher):
                 job.queue.append(record)
                 if job not in self._jobs:
                     self._jobs.append(job)
-            self._cv.notify_all()
+            if self.link is None:  # main's runner may wait for work (the dispatcher sleeps on the waker)
+                self._cv.notify_all()
         self.waker.wake()
 
     def _hand_to_idle(self, record: Record) -> bool:

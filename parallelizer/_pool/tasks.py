@@ -9,6 +9,7 @@ may run, and what to do with the outcome.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import concurrent.futures
 import threading
@@ -47,7 +48,7 @@ class _Condition(threading.Condition):
     """
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._waiters: collections.deque[Any] = collections.deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -67,7 +68,7 @@ class _Condition(threading.Condition):
 
 
 _FUTURE_STATE = {"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"}
-_LIGHT = set(vars(concurrent.futures.Future())) == _FUTURE_STATE and hasattr(threading.RLock(), "_release_save")
+_LIGHT = set(vars(concurrent.futures.Future())) == _FUTURE_STATE and hasattr(_thread.RLock(), "_release_save")
 """Whether ``Future.__init__`` sets exactly the state :class:`Task` sets itself (true of CPython 3.8 to 3.13)."""
 
 
