@@ -214,6 +214,10 @@ def _slow(seconds, value):
 
 
 def _tasks_client(parallelizer=None):
+    # A server imports this module (and with it pytest and numpy) when it first unpickles _slow:
+    # 0.3 s on an idle machine, over a second on a busy one, which made a 0.01 s task outlast the
+    # 0.5 s one below. Every process imports it here, before anything is timed.
+    parallelizer.apply(_slow, 0, None)
     task = parallelizer.submit(print, "output of a task")
     task.result(timeout=60)
     assert isinstance(task, Task) and isinstance(task, concurrent.futures.Future)
