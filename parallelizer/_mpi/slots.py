@@ -216,6 +216,13 @@ class SlotExchange:
 
     def _encode(self, obj: Any, out: tuple[Any, ...] | None, empty: bool) -> Slot:
         """Fills ``_mine``; the bytes of an array described the call before are still there."""
+        if type(obj) in _SMALL_TYPES and out is None and not empty:  # a number, the most frequent: at once
+            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+            if len(data) <= _PAYLOAD:
+                self._last_key = None
+                _HEAD.pack_into(self._mine, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
+                self._mine[_HEAD.size : _HEAD.size + len(data)] = data
+                return Slot(INLINE, obj)
         if empty:
             key: Any = (None, out)
         else:
