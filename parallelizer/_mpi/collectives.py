@@ -16,9 +16,12 @@ With ``out=`` an array result is received straight into the caller's array
 (no new array, no copy). Each rank's slot also describes its ``out``, so
 every rank checks every ``out`` that matters from the same bytes before any
 data moves (``scatter`` then gathers the slots instead of broadcasting
-root's); where a slot cannot vouch for an ``out`` the ranks exchange their
-exact verdicts (:meth:`Collectives.agree_out`). When the result is not an
-array, the collective runs as without ``out`` and the generic rule of
+root's); where a slot cannot vouch for an ``out`` (read-only, not
+C-contiguous, not an array) the ranks exchange their exact verdicts, and
+arrays a slot cannot describe (structured dtypes) take the older paths:
+a pickled header and :meth:`Collectives.agree_out` for ``scatter``,
+:mod:`broadcast_into` for ``broadcast``. When the result is not an array,
+the collective runs as without ``out`` and the generic rule of
 :mod:`parallelizer._core.outbuf` raises or copies.
 """
 
@@ -80,7 +83,7 @@ class Collectives:
         found = self.slots.exchange(obj, slots.out_state(out), empty=not array)
         head = found.slots[root]
         if head.kind != ARRAY:
-            if found.slots[root].kind == EMPTY:  # root has no plain array
+            if head.kind == EMPTY:  # root has no plain array
                 return self.bcast(obj, root)
             written = broadcast_into.try_direct(self.comm, self._buffers()[1], obj, root, out)
             return self.bcast(obj, root) if written is None else written
@@ -280,7 +283,7 @@ class Collectives:
         """``gather``: concatenated arrays with ``Gatherv``, else a list."""
         into = out is not outbuf.NOT_GIVEN
         target = out if into and self.rank == root else None  # off root out is ignored
-        found = self.slots.exchange(obj, slots.out_state(target))
+        found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
         if found.inline:  # small objects: the exchange was the whole gather
             if self.rank != root:
                 return None
@@ -363,7 +366,7 @@ class Collectives:
         into = out is not outbuf.NOT_GIVEN
         receives = root is None or self.rank == root
         target = out if into and receives else None  # off root out is ignored
-        found = self.slots.exchange(obj, slots.out_state(target))
+        found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
         if found.inline:
             if not receives:
                 return None

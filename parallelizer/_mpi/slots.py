@@ -2,7 +2,8 @@
 
 Before ``gather``, ``allgather``, ``reduce`` and ``allreduce`` every rank puts a
 fixed ``SLOT``-byte description of its object into one ``MPI_Allgather``
-(``scatter`` broadcasts root's, or gathers every rank's with ``out=``):
+(``scatter`` broadcasts root's; with ``out=``, ``scatter`` and ``broadcast``
+gather every rank's; a broadcast array carries root's in its first block):
 
 * ``INLINE``: the object itself, pickled, when it is small (a number, a short
   string or tuple): for such objects this one call *is* the whole collective;
