@@ -78,14 +78,17 @@ class Round:
         slots: Every rank's :class:`Slot`.
         memo: Plans computed from these slots (a cached round keeps them).
         inline: Whether every slot is ``INLINE``.
+        reusable: Whether no slot is ``INLINE`` (whose values must be fresh objects each call).
     """
 
-    __slots__ = ("inline", "memo", "slots")
+    __slots__ = ("inline", "memo", "reusable", "slots")
 
     def __init__(self, slots: list[Slot]) -> None:
         self.slots = slots
         self.memo: dict[Any, Any] = {}
-        self.inline = all(slot.kind == INLINE for slot in slots)
+        inline = [slot.kind == INLINE for slot in slots]
+        self.inline = all(inline)
+        self.reusable = not any(inline)
 
 
 def _looks_small(obj: object) -> bool:
@@ -203,11 +206,15 @@ class SlotExchange:
     """Runs the exchange over one communicator (buffers and the last round are reused)."""
 
     def __init__(self, comm: Any) -> None:
+        MPI = _mpi()
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self._mine = bytearray(SLOT)
         self._all = bytearray(SLOT * self.size)
+        self._mine_spec = [self._mine, MPI.BYTE]
+        self._all_spec = [self._all, MPI.BYTE]
+        self._views = [memoryview(self._all)[rank * SLOT : (rank + 1) * SLOT] for rank in range(self.size)]
         self._last_key: Any = None  # what _mine describes, when it holds no INLINE object
         self._last_slot = Slot(EMPTY)
         self._last_all = b""
@@ -243,18 +250,17 @@ class SlotExchange:
             out: :func:`out_state` of this rank's ``out`` (``None``: no ``out``).
             empty: Describe no object.
         """
-        MPI = _mpi()
         mine = self._encode(obj, out, empty)
-        self.comm.Allgather([self._mine, MPI.BYTE], [self._all, MPI.BYTE])
+        self.comm.Allgather(self._mine_spec, self._all_spec)
         last = self._last_round
         if last is not None and self._all == self._last_all:
             return last
-        view = memoryview(self._all)
-        found = Round(
-            [mine if rank == self.rank else decode(view[rank * SLOT : (rank + 1) * SLOT]) for rank in range(self.size)]
-        )
-        reusable = not any(slot.kind == INLINE for slot in found.slots)
-        self._last_round, self._last_all = (found, bytes(self._all)) if reusable else (None, b"")
+        me = self.rank
+        found = Round([mine if rank == me else decode(view) for rank, view in enumerate(self._views)])
+        if found.reusable:
+            self._last_round, self._last_all = found, bytes(self._all)
+        else:
+            self._last_round = None
         return found
 
     def broadcast(self, obj: Any, root: int, *, empty: bool = False) -> Slot:
@@ -263,12 +269,11 @@ class SlotExchange:
         The same :class:`Slot` object comes back while root's bytes stay the
         same, so callers may key what they derive on its identity.
         """
-        MPI = _mpi()
         if self.rank == root:
             mine = self._encode(obj, None, empty)
-        self.comm.Bcast([self._mine, MPI.BYTE], root)
-        if self.rank == root:
+            self.comm.Bcast(self._mine_spec, root)
             return mine
+        self.comm.Bcast(self._mine_spec, root)
         if self._mine == self._root_bytes:
             return self._root_slot
         found = decode(memoryview(self._mine))

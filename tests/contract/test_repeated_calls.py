@@ -163,3 +163,35 @@ def test_calls_whose_descriptions_are_alike_are_not_confused(par):
     got = spmd(par, _same_bytes_body)
     if par.on_main:
         assert got == [[]] * par.nprocs, got
+
+
+def _fresh_values_body(parallelizer):
+    """Small objects gathered with arrays, again: new objects each call, whatever the caller did to the last ones."""
+    me, main, problems = parallelizer.id, parallelizer.on_main, []
+
+    def part_of(rank):
+        return [rank, "x"] if rank % 2 == 1 else np.arange(3.0)
+
+    for attempt in range(3):
+        for call in ("gather", "allgather"):
+            got = parallelizer.gather(part_of(me)) if call == "gather" else parallelizer.allgather(part_of(me))
+            if call == "gather" and not main:
+                continue
+            for rank, part in enumerate(got):
+                want = part_of(rank)
+                same = type(part) is type(want) and np.array_equal(
+                    np.asarray(part, dtype=object), np.asarray(want, dtype=object)
+                )
+                if not same:
+                    problems.append(f"attempt {attempt}, {call}: rank {rank}'s part is {part!r}")
+                if isinstance(part, list):
+                    part.append("changed by the caller")
+    return parallelizer.allgather(problems)
+
+
+def test_small_objects_gathered_again_are_new_objects(par):
+    if par.nprocs == 1:
+        pytest.skip("one process gathers no other process's objects (its array alone is the result)")
+    got = spmd(par, _fresh_values_body)
+    if par.on_main:
+        assert got == [[]] * par.nprocs, got
