@@ -231,15 +231,19 @@ class SlotExchange:
                 _HEAD.pack_into(self._mine, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
                 self._mine[_HEAD.size : _HEAD.size + len(data)] = data
                 return Slot(INLINE, obj)
-        if empty:
-            key: Any = (None, out)
-        else:
-            meta = semantics.array_meta(obj)
-            key = None if meta is None else (meta, out)
-        if key is not None and key == self._last_key:
-            return self._last_slot
+        last = self._last_key  # (type, dtype, shape, out) of the array described last, or (None, None, None, out)
+        if last is not None:
+            if empty:
+                if last[0] is None and out == last[3]:
+                    return self._last_slot
+            elif type(obj) is last[0] and obj.shape == last[2] and obj.dtype == last[1] and out == last[3]:
+                return self._last_slot  # (an exact numpy array, as the last one was)
         mine = encode(obj, memoryview(self._mine), out, empty=empty)
-        self._last_key, self._last_slot = (key, mine) if mine.kind in (ARRAY, EMPTY) else (None, mine)
+        if mine.kind == ARRAY:
+            self._last_key = (type(obj), mine.value.dtype, mine.value.shape, out)
+        else:
+            self._last_key = (None, None, None, out) if mine.kind == EMPTY else None
+        self._last_slot = mine
         return mine
 
     def exchange(self, obj: Any, out: tuple[Any, ...] | None = None, *, empty: bool = False) -> Round:
