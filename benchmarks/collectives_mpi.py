@@ -2,22 +2,25 @@
 
 ``python -m benchmarks.collectives_mpi`` launches itself as one
 ``mpiexec -n 2`` job. For every size (float64, 8 B to 256 MiB) it times
-``broadcast``, ``scatter``, ``gather`` and ``allreduce`` of:
+``broadcast``, ``scatter``, ``gather``, ``allgather`` and ``allreduce`` of:
 
 * ours: ``MPIParallelizer`` (the receiver gets a new array it owns), and
   ours with ``out=`` (into a preallocated array, as the raw *warm* calls);
-* mpi4py's buffer calls (``Bcast``, ``Scatterv``, ``Gatherv``, ``Allreduce``)
+* mpi4py's buffer calls (``Bcast``, ``Scatterv``, ``Gatherv``, ``Allgatherv``, ``Allreduce``)
   into a preallocated array reused every call (*warm*: its pages are mapped)
   and into a new ``np.empty`` array every call (*fresh*, what ours returns);
   the raw calls are told the sizes, ours finds them out itself;
-* mpi4py's lowercase calls (``bcast``, ``scatter``, ``gather``, ``allreduce``),
+* mpi4py's lowercase calls (``bcast``, ``scatter``, ``gather``, ``allgather``, ``allreduce``),
   which pickle (the gathered blocks are concatenated, as ours does);
 * one ``np.copyto`` of the whole array into a warm one on rank 0: the
   memory-bandwidth limit of a single copy.
 
 Raw ``Scatterv`` uses ``MPI.IN_PLACE`` on root, so root keeps its block in
-place as ours does; raw ``Gatherv`` copies root's block like ours. Every
-sample is the slowest rank's time.
+place as ours does; raw ``Gatherv`` copies root's block like ours. With
+``out=`` root must write its own block into ``out``, so ours with ``out=``
+is compared with raw ``Scatterv`` into a preallocated receive buffer on every
+rank, root included (*warm, recvbuf*): the same work. Every sample is the
+slowest rank's time.
 """
 
 from __future__ import annotations
@@ -35,8 +38,14 @@ MODULE = "benchmarks.collectives_mpi"
 NPROCS = 2
 SIZES = (8, KiB, 64 * KiB, MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB)
 QUICK_SIZES = (8, 64 * KiB, MiB, 16 * MiB, 64 * MiB)
-OPS = ("broadcast", "scatter", "gather", "allreduce")
-RAW = {"broadcast": "Bcast", "scatter": "Scatterv", "gather": "Gatherv", "allreduce": "Allreduce"}
+OPS = ("broadcast", "scatter", "gather", "allgather", "allreduce")
+RAW = {
+    "broadcast": "Bcast",
+    "scatter": "Scatterv",
+    "gather": "Gatherv",
+    "allgather": "Allgatherv",
+    "allreduce": "Allreduce",
+}
 ARRAY_TARGET = 0.95
 OUT_TARGET = 0.98
 TARGET_FROM = 64 * KiB  # issue 15's targets start at 64 KiB
@@ -72,6 +81,7 @@ def _cases(op: str, full: np.ndarray, par: Any, comm: Any, MPI: Any) -> dict[str
             "ours (MPI)": lambda: par.scatter(full if root else None),
             "ours (MPI, out=)": lambda: par.scatter(full if root else None, out=block),
             f"mpi4py {raw} (warm)": lambda: comm.Scatterv(spec, MPI.IN_PLACE if root else block, root=0),
+            f"mpi4py {raw} (warm, recvbuf)": lambda: comm.Scatterv(spec, block, root=0),
             f"mpi4py {raw} (fresh)": lambda: comm.Scatterv(
                 spec, MPI.IN_PLACE if root else np.empty(counts[rank]), root=0
             ),
@@ -94,6 +104,19 @@ def _cases(op: str, full: np.ndarray, par: Any, comm: Any, MPI: Any) -> dict[str
             "mpi4py gather (pickle)": gather_pickle,
         }
     result = np.empty(n)
+    if op == "allgather":
+
+        def allgather_pickle() -> Any:
+            return np.concatenate(comm.allgather(mine))
+
+        spec_all = [result, counts, displs, MPI.DOUBLE]
+        return {
+            "ours (MPI)": lambda: par.allgather(mine),
+            "ours (MPI, out=)": lambda: par.allgather(mine, out=result),
+            f"mpi4py {raw} (warm)": lambda: comm.Allgatherv(mine, spec_all),
+            f"mpi4py {raw} (fresh)": lambda: comm.Allgatherv(mine, [np.empty(n), counts, displs, MPI.DOUBLE]),
+            "mpi4py allgather (pickle)": allgather_pickle,
+        }
     return {
         "ours (MPI)": lambda: par.allreduce(full),
         "ours (MPI, out=)": lambda: par.allreduce(full, out=result),
@@ -149,7 +172,8 @@ def compare(report: Report) -> None:
             for flavour in ("warm", "fresh"):
                 peer = report.find(op, f"mpi4py {RAW[op]} ({flavour})", nbytes)
                 report.compare(SECTION, case, ours, peer, target=ARRAY_TARGET if targeted else None)
-            warm = report.find(op, f"mpi4py {RAW[op]} (warm)", nbytes)
+            # out= against raw into preallocated arrays on every rank (scatter: root's too)
+            warm = report.find(op, f"mpi4py {RAW[op]} (warm{', recvbuf' if op == 'scatter' else ''})", nbytes)
             into = report.find(op, "ours (MPI, out=)", nbytes)
             report.compare(SECTION, case, into, warm, target=OUT_TARGET if targeted else None)
             pickled = next(

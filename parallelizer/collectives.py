@@ -119,8 +119,8 @@ class Collectives(Transport):
             block = self._scatter_into(None, None, root, out) if into else self._scatter(None, None, root)
             checks.refused(block)
         elif refusal is not None:  # every process raises it, not root alone
-            if self.nprocs > 1 and self._connected():
-                self._scatter(refusal, None, root)
+            if self.nprocs > 1 and self._connected():  # the same call as the others make
+                self._scatter_into(refusal, None, root, out) if into else self._scatter(refusal, None, root)
             refusal.raise_it()
         else:
             bounds = semantics.block_bounds(len(data), self.nprocs)

@@ -23,6 +23,7 @@ from ._core import calls, mismatch
 from ._core.tags import Space
 from ._mpi import abort, finish, messages, runtime
 from ._mpi import collectives as _collectives
+from ._mpi import plans as _plans
 from .base import Parallelizer
 
 __all__ = ["MPIParallelizer"]
@@ -78,7 +79,7 @@ class MPIParallelizer(Parallelizer):
                 f"comm must be an mpi4py intracommunicator (e.g. MPI.COMM_WORLD), not {type(comm).__name__}"
             )
         runtime.check_launch(MPI.COMM_WORLD.Get_size())
-        _collectives.NATIVE_LARGE_COUNTS = MPI.Get_version() >= (4, 0)
+        _plans.NATIVE_LARGE_COUNTS = MPI.Get_version() >= (4, 0)
         self._base = base
         self._comm = base.Dup()  # collectives and their own messages
         self._user = base.Dup()  # send/recv: never matches the collectives' traffic

@@ -125,18 +125,18 @@ def exclusive(method: Callable[Concatenate[G, P], R]) -> Callable[Concatenate[G,
             )
         self._caller_thread = me
         self._caller = name
-        if self._watchdog is not None:
-            self._watchdog.begin(name)
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.begin(name)
         try:
             return method(self, *args, **kwargs)
         except RemoteError as exc:
             # the user's call, the error, the remote traceback: not the frames it crossed
             raise remote.surface(exc) from exc.__cause__
         finally:
-            if self._watchdog is not None:
-                self._watchdog.end()
-            self._caller = None
-            self._caller_thread = None
+            if watchdog is not None:
+                watchdog.end()
+            self._caller = self._caller_thread = None
             lock.release()
 
     return guarded

@@ -80,13 +80,15 @@ def empty(shape: Any, dtype: Any, fortran: bool = False) -> Any:
     """Like ``numpy.empty``, with large arrays placed in warm memory."""
     import numpy
 
-    dtype = numpy.dtype(dtype)
-    shape = tuple(shape)
+    if not isinstance(dtype, numpy.dtype):
+        dtype = numpy.dtype(dtype)
+    if type(shape) is not tuple:
+        shape = tuple(shape)
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
     order: Literal["C", "F"] = "F" if fortran else "C"
     if nbytes < POOL_MIN:
-        return numpy.empty(shape, dtype=dtype, order=order)
+        return numpy.empty(shape, dtype, order)
     flat = numpy.frombuffer(_take(nbytes), dtype=dtype, count=count)
     return flat.reshape(shape, order=order)
 

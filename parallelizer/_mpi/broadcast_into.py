@@ -1,5 +1,9 @@
 """``broadcast(out=)`` of a plain array under MPI: straight into every rank's ``out``.
 
+The path for arrays the slots of :mod:`slots` cannot describe (structured
+dtypes, 0-d arrays): the others are checked and received after one slot
+exchange (:meth:`Collectives.bcast_into <parallelizer._mpi.collectives.Collectives.bcast_into>`).
+
 A broadcast's receivers learn the array's dtype and shape only from root, so
 they cannot check their ``out`` before a first message. Instead every rank
 describes what it has in six integers and one ``Allreduce(MAX)`` combines

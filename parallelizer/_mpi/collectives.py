@@ -1,20 +1,28 @@
 """The collectives of the MPI backend, on mpi4py's buffer methods.
 
 Arrays move with ``Scatterv``/``Gatherv``/``Allgatherv``/``Reduce``/
-``Allreduce`` straight between numpy memory; a small header (a broadcast for
-``scatter``, the slot exchange of :mod:`slots` for the others) first tells
-every rank what comes and which path to take, so all ranks always agree.
-Everything else travels as object messages (:mod:`messages`).
+``Allreduce`` straight between numpy memory; a small description first (the
+slots of :mod:`slots`: root's broadcast for ``scatter``, every rank's in one
+``Allgather`` for the others) tells every rank what comes and which path to
+take, so all ranks always agree. The plans derived from a description
+(counts, displacements, the MPI op) are kept with it, so a loop over the
+same shapes derives them once. Everything else travels as object messages
+(:mod:`messages`).
 
 When a count or displacement of a ``v`` collective does not fit the C int of
 an MPI-3 library, the array moves with chunked point-to-point messages instead.
 
 With ``out=`` an array result is received straight into the caller's array
-(no new array, no copy) once every rank knows every ``out`` fits: the ranks
-agree in one ``Allreduce`` of a flag (:meth:`Collectives.agree_out`) before
-any data moves. When the result is not an array, or an ``out`` does not fit
-in a way the flag cannot describe, the collective runs as without ``out``
-and the generic rule of :mod:`parallelizer._core.outbuf` raises or copies.
+(no new array, no copy). Each rank's slot also describes its ``out``, so
+every rank checks every ``out`` that matters from the same bytes before any
+data moves (``scatter`` then gathers the slots instead of broadcasting
+root's); where a slot cannot vouch for an ``out`` (read-only, not
+C-contiguous, not an array) the ranks exchange their exact verdicts, and
+arrays a slot cannot describe (structured dtypes) take the older paths:
+a pickled header and :meth:`Collectives.agree_out` for ``scatter``,
+:mod:`broadcast_into` for ``broadcast``. When the result is not an array,
+the collective runs as without ``out`` and the generic rule of
+:mod:`parallelizer._core.outbuf` raises or copies.
 """
 
 from __future__ import annotations
@@ -28,20 +36,11 @@ from .._core import codec as _codec
 from .._core import memory as _memory
 from .._core.tags import CollTag
 from .._core.transport import receive_all
-from . import broadcast_into, messages
+from . import broadcast_into, messages, plans, slots
 from .runtime import load as _mpi
-from .slots import ARRAY, INLINE, Slot, SlotExchange
+from .slots import ARRAY, EMPTY, INLINE, Round, SlotExchange
 
-INT_MAX = 2**31 - 1
-
-NATIVE_LARGE_COUNTS = True
-"""Whether the MPI library takes counts over ``INT_MAX`` (MPI-4); set at start-up."""
-
-_NAMED_OPS = {"sum": "SUM", "prod": "PROD", "min": "MIN", "max": "MAX"}
-
-
-def _fits(*numbers: list[int]) -> bool:
-    return NATIVE_LARGE_COUNTS or all(n <= INT_MAX for values in numbers for n in values)
+_UNKNOWN: Any = object()  # not in a memo yet
 
 
 class Collectives:
@@ -54,6 +53,7 @@ class Collectives:
         self.broadcaster = messages.Broadcaster(comm)
         self.slots = SlotExchange(comm)
         self._words: Any = None  # int64 buffers of agree_out and broadcast_into (numpy, made on first use)
+        self._scatter_plan: plans.ScatterPlan | None = None  # for the last slot root broadcast
 
     def _buffers(self) -> Any:
         if self._words is None:
@@ -72,9 +72,40 @@ class Collectives:
             outbuf.check_all(self.comm.allgather(problem), call)
 
     def bcast_into(self, obj: Any, root: int, out: Any) -> Any:
-        """``broadcast(out=)``: a plain array straight into ``out``, else as :meth:`bcast`."""
-        written = broadcast_into.try_direct(self.comm, self._buffers()[1], obj, root, out)
-        return self.bcast(obj, root) if written is None else written
+        """``broadcast(out=)``: root's array straight into every ``out`` after one slot exchange.
+
+        Root's slot describes its array, every rank's its ``out``; where all
+        fit, one ``Bcast`` moves the data (ranks that passed ``out=None`` get
+        a new array). Arrays a slot cannot describe take :mod:`broadcast_into`'s
+        path, anything else the plain broadcast (the generic rule then checks).
+        """
+        array = self.rank == root and _codec.is_plain_array(obj)
+        found = self.slots.exchange(obj, slots.out_state(out), empty=not array)
+        head = found.slots[root]
+        if head.kind != ARRAY:
+            if head.kind == EMPTY:  # root has no plain array
+                return self.bcast(obj, root)
+            written = broadcast_into.try_direct(self.comm, self._buffers()[1], obj, root, out)
+            return self.bcast(obj, root) if written is None else written
+        meta = head.value
+        self._agree(
+            found,
+            ("broadcast", root),
+            lambda: [meta] * self.size,
+            lambda: None if out is None else outbuf.unfit(out, meta.shape, meta.dtype),
+        )
+        if self.rank != root:
+            target = _memory.empty(meta.shape, meta.dtype) if out is None else out
+            messages.bcast_bytes(self.comm, _codec.raw_bytes(target), root)
+            return outbuf.Written(target)
+        messages.bcast_bytes(self.comm, messages.writable(messages.c_bytes(obj)), root)
+        if out is None:
+            return outbuf.Written(semantics.own(obj))
+        if out is not obj:
+            import numpy
+
+            numpy.copyto(out, obj, casting="no")
+        return outbuf.Written(out)
 
     # ------------------------------------------------------------------ broadcast
 
@@ -82,10 +113,92 @@ class Collectives:
         """``broadcast``."""
         return self.broadcaster.bcast(obj, root, f"the object broadcast from rank {root}")
 
+    # ------------------------------------------------------------------ agreement on out=
+
+    def _agree(
+        self,
+        found: Round,
+        key: tuple[str, int | None],
+        wanted: Callable[[], list[Any]],
+        problem: Callable[[], str | None],
+    ) -> None:
+        """Raises on every rank if an ``out`` cannot take its result, before any data moves.
+
+        Args:
+            found: The exchange, whose slots describe every rank's ``out``.
+            key: The call and its root (the verdict is kept with ``found``).
+            wanted: Every rank's result as an ``ArrayMeta``, ``None`` where ``out`` is ignored.
+            problem: This rank's exact verdict (:func:`outbuf.unfit`), for the slow path.
+        """
+        fine = found.memo.get(key)
+        if fine is None:
+            pairs = zip(found.slots, wanted(), strict=True)
+            fine = found.memo[key] = all(plans.out_fits(slot.out, want) for slot, want in pairs)
+        if not fine:  # a slot could not vouch for an out: the exact verdicts decide
+            outbuf.check_all(self.comm.allgather(problem()), key[0])
+
     # ------------------------------------------------------------------ scatter
 
     def scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int, out: Any = outbuf.NOT_GIVEN) -> Any:
-        """``scatter``: arrays with ``Scatterv``, other sequences as object messages."""
+        """``scatter``: arrays with ``Scatterv`` after root's slot, other sequences as object messages."""
+        into = out is not outbuf.NOT_GIVEN
+        array = self.rank == root and bounds is not None and _codec.is_plain_array(data)
+        found: Round | None = None
+        if into:
+            found = self.slots.exchange(data, slots.out_state(out), empty=not array)
+            head = found.slots[root]
+        else:
+            head = self.slots.broadcast(data, root, empty=not array)
+        if head.kind != ARRAY:  # not an array with a slot's description
+            return self._scatter_general(data, bounds, root, out)
+        plan = self._scatter_plan if found is None else found.memo.get("scatter")
+        if plan is None or plan.head is not head:
+            plan = plans.ScatterPlan(head, self.size)
+            if found is None:
+                self._scatter_plan = plan
+            else:
+                found.memo["scatter"] = plan
+        dtype, trailing = head.value.dtype, head.value.shape[1:]
+        start, stop = plan.bounds[self.rank]
+        if found is not None:
+            self._agree(
+                found,
+                ("scatter", root),
+                lambda: [semantics.ArrayMeta(dtype, (b - a, *trailing)) for a, b in plan.bounds],
+                lambda: None if out is None else outbuf.unfit(out, (stop - start, *trailing), dtype),
+            )
+        MPI = _mpi()
+        if self.rank == root:
+            import numpy
+
+            sendbuf = messages.c_bytes(data)
+            mine = semantics.root_block(data, start, stop)
+            # into out: MPI copies root's block, as it copies into any receive buffer (overlapping
+            # the other ranks' transfers); an out that overlaps data gets it after, by numpy
+            direct = into and out is not None and plan.fits and not numpy.may_share_memory(out, data)
+            if plan.fits:
+                receive = [_codec.raw_bytes(out), MPI.BYTE] if direct else MPI.IN_PLACE
+                self.comm.Scatterv([sendbuf, plan.counts, plan.displs, MPI.BYTE], receive, root)
+            else:
+                for rank in range(self.size):
+                    if rank != root:
+                        view = sendbuf[plan.displs[rank] : plan.displs[rank] + plan.counts[rank]]
+                        messages.send_bytes(self.comm, view, rank, CollTag.SCATTER)
+            if into and out is not None:
+                if not direct:
+                    numpy.copyto(out, mine, casting="no")
+                return outbuf.Written(out)
+            return outbuf.Written(mine) if into else mine
+        block = out if into and out is not None else _memory.empty((stop - start, *trailing), dtype)
+        view = _codec.raw_bytes(block)
+        if plan.fits:
+            self.comm.Scatterv(None, [view, MPI.BYTE], root)
+        else:
+            messages.recv_bytes(self.comm, view, root, CollTag.SCATTER)
+        return outbuf.Written(block) if into else block
+
+    def _scatter_general(self, data: Any, bounds: list[tuple[int, int]] | None, root: int, out: Any) -> Any:
+        """``scatter`` after a pickled header: refusals, object sequences, arrays a slot cannot describe."""
         MPI = _mpi()
         into = out is not outbuf.NOT_GIVEN
         if self.rank == root:
@@ -97,11 +210,11 @@ class Collectives:
                 mine = semantics.root_block(data, *bounds[root])
                 if into:
                     self.agree_out(None if out is None else outbuf.unfit(out, mine.shape, mine.dtype), "scatter")
-                row = data.dtype.itemsize * _rows(data.shape[1:])
+                row = data.dtype.itemsize * plans.rows(data.shape[1:])
                 counts = [(stop - start) * row for start, stop in bounds]
                 displs = [start * row for start, _ in bounds]
                 sendbuf = messages.c_bytes(data)
-                if _fits(counts, displs):
+                if plans.counts_fit(counts, displs):
                     self.comm.Scatterv([sendbuf, counts, displs, MPI.BYTE], MPI.IN_PLACE, root)
                 else:
                     for rank in range(self.size):
@@ -136,10 +249,10 @@ class Collectives:
             self.agree_out(None if out is None else outbuf.unfit(out, shape, dtype), "scatter")
         block = out if into and out is not None else _memory.empty(shape, dtype)
         view = _codec.raw_bytes(block)
-        row = dtype.itemsize * _rows(trailing)
+        row = dtype.itemsize * plans.rows(trailing)
         counts = [(b - a) * row for a, b in semantics.block_bounds(length, self.size)]
         displs = [a * row for a, _ in semantics.block_bounds(length, self.size)]
-        if _fits(counts, displs):
+        if plans.counts_fit(counts, displs):
             self.comm.Scatterv(None, [view, MPI.BYTE], root)
         else:
             messages.recv_bytes(self.comm, view, root, CollTag.SCATTER)
@@ -147,18 +260,18 @@ class Collectives:
 
     # ------------------------------------------------------------------ gather
 
-    def gather_list(self, obj: Any, root: int, slots: list[Slot] | None = None) -> list[Any] | None:
+    def gather_list(self, obj: Any, root: int, found: Round | None = None) -> list[Any] | None:
         """Every rank's object on root, in rank order, as sent (no concatenation)."""
-        slots = self.slots.exchange(obj) if slots is None else slots
+        slots_ = (self.slots.exchange(obj) if found is None else found).slots
         if self.rank != root:
-            if slots[self.rank].kind != INLINE:
+            if slots_[self.rank].kind != INLINE:
                 messages.send_obj(self.comm, obj, root, CollTag.GATHER, "the object gathered")
             return None
 
         def part(rank: int) -> Any:
             if rank == root:
                 return obj
-            slot = slots[rank]
+            slot = slots_[rank]
             return slot.value if slot.kind == INLINE else self._recv_part(rank)
 
         return receive_all(range(self.size), part)
@@ -168,54 +281,68 @@ class Collectives:
 
     def gather(self, obj: Any, root: int, out: Any = outbuf.NOT_GIVEN) -> Any:
         """``gather``: concatenated arrays with ``Gatherv``, else a list."""
-        slots = self.slots.exchange(obj)
-        if all(slot.kind == INLINE for slot in slots):  # small objects: the exchange was the whole gather
+        into = out is not outbuf.NOT_GIVEN
+        target = out if into and self.rank == root else None  # off root out is ignored
+        found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
+        if found.inline:  # small objects: the exchange was the whole gather
             if self.rank != root:
                 return None
-            return [obj if rank == root else slot.value for rank, slot in enumerate(slots)]
-        plan = _same_dtype_plan(slots)
-        if plan is None:
-            parts = self.gather_list(obj, root, slots)
+            return [obj if rank == root else slot.value for rank, slot in enumerate(found.slots)]
+        layout = plans.concat_layout(found)
+        if layout is None:
+            parts = self.gather_list(obj, root, found)
             return None if parts is None else semantics.join_gathered(parts)
-        counts, displs = _byte_layout(plan, slots)
-        if out is not outbuf.NOT_GIVEN:
-            target = out if self.rank == root else None
-            self.agree_out(None if target is None else outbuf.unfit(target, plan.shape, plan.dtype), "gather")
+        result = layout.result
+        if into:
+            self._agree(
+                found,
+                ("gather", root),
+                lambda: [result if rank == root else None for rank in range(self.size)],
+                lambda: None if target is None else outbuf.unfit(target, result.shape, result.dtype),
+            )
             if self.rank == root and target is None:
-                target = _memory.empty(plan.shape, plan.dtype)
-            self._gatherv(_apart(obj, target), target, counts, displs, root)
+                target = _memory.empty(result.shape, result.dtype)
+            self._gatherv(_apart(obj, target), target, layout.counts, layout.displs, root, layout.fits)
             return outbuf.Written(target)
-        result = _memory.empty(plan.shape, plan.dtype) if self.rank == root else None
-        self._gatherv(obj, result, counts, displs, root)
-        return result
+        received = _memory.empty(result.shape, result.dtype) if self.rank == root else None
+        self._gatherv(obj, received, layout.counts, layout.displs, root, layout.fits)
+        return received
 
     def allgather(self, obj: Any, out: Any = outbuf.NOT_GIVEN) -> Any:
         """``allgather``: concatenated arrays with ``Allgatherv``, else a list."""
-        slots = self.slots.exchange(obj)
-        if all(slot.kind == INLINE for slot in slots):
-            return [obj if rank == self.rank else slot.value for rank, slot in enumerate(slots)]
-        plan = _same_dtype_plan(slots)
-        if plan is None:
-            parts = self.gather_list(obj, 0, slots)
-            return semantics.join_gathered(self.bcast(parts, 0))
-        counts, displs = _byte_layout(plan, slots)
         into = out is not outbuf.NOT_GIVEN
+        found = self.slots.exchange(obj, slots.out_state(out) if into else None)
+        if found.inline:
+            return [obj if rank == self.rank else slot.value for rank, slot in enumerate(found.slots)]
+        layout = plans.concat_layout(found)
+        if layout is None:
+            parts = self.gather_list(obj, 0, found)
+            return semantics.join_gathered(self.bcast(parts, 0))
+        result = layout.result
         if into:
-            self.agree_out(None if out is None else outbuf.unfit(out, plan.shape, plan.dtype), "allgather")
-        target = out if into and out is not None else _memory.empty(plan.shape, plan.dtype)
-        obj = _apart(obj, target)
+            self._agree(
+                found,
+                ("allgather", None),
+                lambda: [result] * self.size,
+                lambda: None if out is None else outbuf.unfit(out, result.shape, result.dtype),
+            )
+        target = out if into and out is not None else _memory.empty(result.shape, result.dtype)
+        if into:
+            obj = _apart(obj, target)
         MPI = _mpi()
-        if _fits(counts, displs):
-            self.comm.Allgatherv(messages.c_bytes(obj), [_codec.raw_bytes(target), counts, displs, MPI.BYTE])
+        if layout.fits:
+            self.comm.Allgatherv(
+                messages.c_bytes(obj), [_codec.raw_bytes(target), layout.counts, layout.displs, MPI.BYTE]
+            )
         else:
-            self._gatherv(obj, target if self.rank == 0 else None, counts, displs, 0)
+            self._gatherv(obj, target if self.rank == 0 else None, layout.counts, layout.displs, 0, False)
             messages.bcast_bytes(self.comm, _codec.raw_bytes(target), 0)
         return outbuf.Written(target) if into else target
 
-    def _gatherv(self, obj: Any, out: Any, counts: list[int], displs: list[int], root: int) -> None:
+    def _gatherv(self, obj: Any, out: Any, counts: list[int], displs: list[int], root: int, fits: bool) -> None:
         MPI = _mpi()
         mine = messages.c_bytes(obj)
-        if _fits(counts, displs):
+        if fits:
             recv = [_codec.raw_bytes(out), counts, displs, MPI.BYTE] if self.rank == root else None
             self.comm.Gatherv(mine, recv, root)
         elif self.rank != root:
@@ -236,24 +363,35 @@ class Collectives:
     ) -> Any:
         """``reduce`` to ``root``, or ``allreduce`` when ``root`` is None."""
         call = "allreduce" if root is None else "reduce"
-        slots = self.slots.exchange(obj)
-        if all(slot.kind == INLINE for slot in slots):
-            if root is not None and self.rank != root:
+        into = out is not outbuf.NOT_GIVEN
+        receives = root is None or self.rank == root
+        target = out if into and receives else None  # off root out is ignored
+        found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
+        if found.inline:
+            if not receives:
                 return None
-            values = [obj if rank == self.rank else slot.value for rank, slot in enumerate(slots)]
+            values = [obj if rank == self.rank else slot.value for rank, slot in enumerate(found.slots)]
             return semantics.fold(values, func, call)  # the same values everywhere: all raise alike
-        native = _native_op(op, slots)
+        native: tuple[Any, Any] | None = None
+        if isinstance(op, str):
+            native = found.memo.get(("native", op), _UNKNOWN)
+            if native is _UNKNOWN:
+                native = found.memo[("native", op)] = plans.native_op(op, found.slots)
         if native is not None:
-            if out is outbuf.NOT_GIVEN:
-                return self._reduce_native(obj, native, slots[0].value, root, None)
-            meta = slots[0].value
-            target = out if root is None or self.rank == root else None
-            self.agree_out(None if target is None else outbuf.unfit(target, meta.shape, meta.dtype), call)
-            return outbuf.Written(self._reduce_native(obj, native, meta, root, target))
+            meta = found.slots[0].value
+            if not into:
+                return self._reduce_native(obj, native, meta, root, None, False)
+            self._agree(
+                found,
+                (call, root),
+                lambda: [meta if root is None or rank == root else None for rank in range(self.size)],
+                lambda: None if target is None else outbuf.unfit(target, meta.shape, meta.dtype),
+            )
+            return outbuf.Written(self._reduce_native(obj, native, meta, root, target, True))
         if root is not None:
-            parts = self.gather_list(obj, root, slots)
+            parts = self.gather_list(obj, root, found)
             return None if parts is None else semantics.fold(parts, func, call)
-        parts = self.gather_list(obj, 0, slots)
+        parts = self.gather_list(obj, 0, found)
         outcome: Any = None
         if parts is not None:
             try:
@@ -264,19 +402,21 @@ class Collectives:
         checks.refused(outcome)
         return outcome
 
-    def _reduce_native(self, obj: Any, op_name: str, meta: semantics.ArrayMeta, root: int | None, out: Any) -> Any:
-        """The reduction with MPI's own op, into ``out`` (checked) or a new array where it is ``None``."""
+    def _reduce_native(
+        self, obj: Any, native: tuple[Any, Any], meta: semantics.ArrayMeta, root: int | None, out: Any, mine: bool
+    ) -> Any:
+        """The reduction with MPI's own op into ``out`` (checked; ``mine``: the caller's), or a new array."""
         import numpy
 
         MPI = _mpi()
-        op = getattr(MPI, op_name)
-        datatype = MPI.Datatype.fromcode(meta.dtype.char)  # predefined: the ops are defined on it
+        op, datatype = native
         send = numpy.ascontiguousarray(obj)
         receives = root is None or self.rank == root
         if receives and out is None:
             out = _memory.empty(meta.shape, meta.dtype)
+            mine = False
         send_spec: Any = [send, datatype]
-        if receives and numpy.may_share_memory(send, out):
+        if mine and receives and numpy.may_share_memory(send, out):
             if send.__array_interface__["data"][0] == out.__array_interface__["data"][0]:
                 send_spec = MPI.IN_PLACE  # allreduce(a, out=a): in place, as MPI does it
             else:
@@ -295,48 +435,3 @@ def _apart(obj: Any, target: Any) -> Any:
     import numpy
 
     return obj.copy() if numpy.may_share_memory(obj, target) else obj
-
-
-def _rows(trailing: tuple[int, ...]) -> int:
-    count = 1
-    for extent in trailing:
-        count *= extent
-    return count
-
-
-def _same_dtype_plan(slots: list[Slot]) -> semantics.ConcatPlan | None:
-    """The concat plan when every rank sent an array of the result's dtype."""
-    if not all(slot.kind == ARRAY for slot in slots):
-        return None
-    plan = semantics.concat_plan([slot.value for slot in slots])
-    if plan is None or any(slot.value.dtype != plan.dtype for slot in slots):
-        return None
-    return plan
-
-
-def _byte_layout(plan: semantics.ConcatPlan, slots: list[Slot]) -> tuple[list[int], list[int]]:
-    row = plan.dtype.itemsize * _rows(plan.shape[1:])
-    counts = [slot.value.shape[0] * row for slot in slots]
-    displs = [offset * row for offset in plan.offsets]
-    return counts, displs
-
-
-def _native_op(op: object, slots: list[Slot]) -> str | None:
-    """The MPI op for a named reduction of equal numeric arrays, else ``None``."""
-    if not isinstance(op, str) or not all(slot.kind == ARRAY for slot in slots):
-        return None
-    first = slots[0].value
-    if any(slot.value != first for slot in slots):
-        return None
-    kinds = "iuf" if op in ("min", "max") else "iufc"
-    if first.dtype.kind not in kinds or not first.dtype.isnative or not _has_mpi_type(first.dtype):
-        return None
-    return _NAMED_OPS[op]
-
-
-def _has_mpi_type(dtype: Any) -> bool:
-    try:
-        _mpi().Datatype.fromcode(dtype.char)
-    except (KeyError, ValueError):
-        return False
-    return True

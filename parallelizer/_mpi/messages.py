@@ -11,6 +11,10 @@ out-of-band *buffers* (numpy data, never pickled). On the wire::
             [Bcast(sizes | body, in chunks)]
             Bcast(buffer chunks) ...                    straight into the array
 
+    bcast of a C-contiguous numpy array (flag ``FLAG_SLOT``):
+            Bcast(BLOCK bytes: header | slot)           dtype and shape, no pickle
+            Bcast(array chunks) ...                     straight into the new array
+
 Every transfer moves at most ``CHUNK`` bytes, so messages over 2 GiB work
 even with MPI-3 libraries (whose counts are C ints). Receivers learn a first
 message's size with a matched probe (``Mprobe``), so nothing is preallocated.
@@ -23,11 +27,17 @@ import struct
 from typing import Any
 
 from .._core import codec as _codec
-from .._core import pickling
+from .._core import memory, pickling
 from .._core.limits import MPI_BCAST_BLOCK as BLOCK
 from .._core.limits import MPI_CHUNK as CHUNK
+from .._core.limits import MPI_SLOT as SLOT
 from .._core.limits import OUT_OF_BAND_MIN
+from . import slots as _slots
 from .runtime import load as _mpi
+
+FLAG_SLOT = 0x80
+"""In a broadcast's header: the body is a slot (:mod:`slots`) describing a
+C-contiguous array whose bytes follow; never set by the codec."""
 
 # codec flags, layout (0: body in the first message; 1: body follows), buffer count, body length
 HEADER = struct.Struct("<BBxxIQ")
@@ -199,6 +209,9 @@ class Broadcaster:
         self._spec = [self._block, MPI.BYTE]
         self._oob: list[memoryview] = []
         self._out_of_band = pickling.collector(self._oob, OUT_OF_BAND_MIN)
+        # the last array description sent or received, so a loop over one shape encodes or decodes it once
+        self._sent: tuple[Any, bytes] | None = None  # ((dtype, shape), slot bytes)
+        self._received: tuple[bytes, Any] | None = None  # (slot bytes, ArrayMeta)
 
     def bcast(self, obj: Any, root: int, what: str) -> Any:
         """Root's ``obj`` on every rank (root gets ``obj`` itself)."""
@@ -213,11 +226,40 @@ class Broadcaster:
                 return pickle.loads(body)
             except Exception:
                 return _codec.decode(flags, bytes(body), [], f"the object broadcast from rank {root}", root)
+        if flags == FLAG_SLOT:
+            return self._receive_array(root)
         return self._receive_rest(flags, layout, nbufs, body_len, root)
+
+    def _send_array(self, obj: Any, root: int) -> bool:
+        """Broadcasts a C-contiguous array under a slot; ``False`` (nothing sent) if no slot describes it."""
+        key = (obj.dtype, obj.shape)
+        sent = self._sent
+        if sent is None or sent[0] != key:
+            slot = bytearray(SLOT)
+            if _slots.encode(obj, memoryview(slot)).kind != _slots.ARRAY:
+                return False
+            sent = self._sent = (key, bytes(slot))
+        HEADER.pack_into(self._block, 0, FLAG_SLOT, 0, 0, SLOT)
+        self._block[HEADER.size : HEADER.size + SLOT] = sent[1]
+        self.comm.Bcast(self._spec, root)
+        bcast_bytes(self.comm, writable(_codec.raw_bytes(obj)), root)
+        return True
+
+    def _receive_array(self, root: int) -> Any:
+        head = self._view[HEADER.size : HEADER.size + SLOT]
+        received = self._received
+        if received is None or head != received[0]:
+            received = self._received = (bytes(head), _slots.decode(head).value)
+        meta = received[1]
+        array = memory.empty(meta.shape, meta.dtype)
+        bcast_bytes(self.comm, _codec.raw_bytes(array), root)
+        return array
 
     def _send(self, obj: Any, root: int, what: str) -> None:
         block = self._block
         encoded = None
+        if _codec.is_plain_array(obj) and obj.flags.c_contiguous and self._send_array(obj, root):
+            return
         if not _codec.is_plain_array(obj):
             self._oob.clear()
             try:  # plain pickle first: every rank shares __main__

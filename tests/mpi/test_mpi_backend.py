@@ -50,10 +50,10 @@ def test_comm_must_be_an_intracommunicator(par):
 def test_messages_beyond_the_int_limit_take_the_chunked_paths(par, monkeypatch):
     # Pretend the library is MPI-3 with tiny C ints and tiny chunks: the
     # fallbacks for counts over INT_MAX run with small arrays.
-    from parallelizer._mpi import collectives, messages
+    from parallelizer._mpi import messages, plans
 
-    monkeypatch.setattr(collectives, "NATIVE_LARGE_COUNTS", False)
-    monkeypatch.setattr(collectives, "INT_MAX", 1000)
+    monkeypatch.setattr(plans, "NATIVE_LARGE_COUNTS", False)
+    monkeypatch.setattr(plans, "INT_MAX", 1000)
     monkeypatch.setattr(messages, "CHUNK", 4096)
     data = np.arange(40_000, dtype=np.float64).reshape(-1, 4)
     np.testing.assert_array_equal(par.broadcast(data if par.on_main else None), data)
