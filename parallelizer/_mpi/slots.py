@@ -278,9 +278,9 @@ class SlotExchange:
             self.comm.Bcast(self._mine_spec, root)
             return mine
         self.comm.Bcast(self._mine_spec, root)
+        self._last_key = None  # _mine now holds root's bytes, not what this rank described last
         if self._mine == self._root_bytes:
             return self._root_slot
         found = decode(memoryview(self._mine))
         self._root_bytes, self._root_slot = (bytes(self._mine), found) if found.kind != INLINE else (b"", found)
-        self._last_key = None  # _mine now holds root's bytes
         return found

@@ -195,3 +195,24 @@ def test_small_objects_gathered_again_are_new_objects(par):
     got = spmd(par, _fresh_values_body)
     if par.on_main:
         assert got == [[]] * par.nprocs, got
+
+
+def _alternating_body(parallelizer):
+    """A scatter and a gather, again and again: each rank's gather part is not root's scatter array."""
+    n, problems = parallelizer.nprocs, []
+    whole = np.arange(4.0 * n * 3).reshape(4 * n, 3)  # root's array to scatter: (4n, 3)
+    for step in range(4):
+        block = parallelizer.scatter(whole if parallelizer.on_main else None)
+        if not np.array_equal(block, whole[4 * parallelizer.id : 4 * (parallelizer.id + 1)]):
+            problems.append(f"step {step}: scatter gave {block.shape}")
+        mine = np.full((2, 3), float(parallelizer.id))  # (2, 3): another description than root's
+        got = parallelizer.gather(mine)
+        if parallelizer.on_main and not np.array_equal(got, np.repeat(np.arange(float(n)), 2 * 3).reshape(2 * n, 3)):
+            problems.append(f"step {step}: gather gave {getattr(got, 'shape', got)}")
+    return parallelizer.allgather(problems)
+
+
+def test_a_scatter_between_gathers_does_not_change_what_a_rank_describes(par):
+    got = spmd(par, _alternating_body)
+    if par.on_main:
+        assert got == [[]] * par.nprocs, got
