@@ -117,9 +117,7 @@ class PoolCalls(PoolInterface):
         """Runs ``func`` on every serving process (pinned) and on main; the tasks in rank order."""
         session = self._open()
         checks.check_callable(func, "func")
-        call = (func, args, kwargs)
-        payload, uses_handles = session.seal(call, "func and its arguments")
-        local = session.local_call(payload, uses_handles, call)
+        payload, local = session.seal_call(func, args, kwargs, "func and its arguments")
         records = [Record(next(session.numbers), payload, local, rank, Task()) for rank in self._ranks]
         for record in records:
             session.submit(record)
@@ -220,14 +218,13 @@ class PoolCalls(PoolInterface):
         """
         session = self._open()
         checks.check_callable(func, "func")
-        call = (func, args, kwargs)
-        payload, uses_handles = session.seal(call, "func of build and its arguments")
+        payload, local = session.seal_call(func, args, kwargs, "func of build and its arguments")
         number = next(session.handles)
         futures = [
             session.request(rank, lambda request: m.Keep(request, number, payload, build=True)) for rank in self._ranks
         ]
         mine = Task()
-        run_on_main(mine, session.local_call(payload, uses_handles, call))
+        run_on_main(mine, local)
         try:
             session.store.objects[number] = maps.results([mine])[0]
         except BaseException:

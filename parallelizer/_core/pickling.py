@@ -179,7 +179,6 @@ class _Reused(threading.local):
 
     def __init__(self) -> None:
         self.file = io.BytesIO()
-        self.buffers: list[pickle.PickleBuffer] = []
         self.pickler = _ByReference(self.file, PROTOCOL, buffer_callback=self._take)
         self.callback: Callable[..., Any] | None = None
         self.busy = False

@@ -233,10 +233,10 @@ class Dispatcher:
     def _on_message(self, rank: int, message: Any) -> None:
         kind = type(message)
         if kind is m.Results:
-            running = self._running[rank]
+            running, records = self._running[rank], []
             with self._cv:  # once for the whole batch
-                records = [running.pop(outcome.task, None) for outcome in message.outcomes]
                 for outcome in message.outcomes:
+                    records.append(running.pop(outcome.task, None))
                     self._count_done(rank, outcome.task)
             for outcome, record in zip(message.outcomes, records, strict=True):
                 took = outcome.completed - outcome.started

@@ -1,12 +1,15 @@
 """The client/server protocol: every message of a session, by name and field.
 
 Main (the client's process) and each server exchange these objects, one per
-message, tagged ``CollTag.SESSION``. The messages sent per task pickle as
-their constructor's arguments (``__reduce__``): a slotted dataclass's own
-pickling looks its fields up each time, several times slower. What the user passes (functions,
+message, tagged ``CollTag.SESSION``. What the user passes (functions,
 arguments, pushed objects, results) travels *sealed*
 (:class:`~parallelizer._core.codec.Sealed`): a message always unpickles, and
 a payload that does not fails alone, naming the task it belongs to.
+
+The messages sent for every task (``Call``, ``Outcome``, ``Tasks``,
+``Results``) pickle as their constructor's arguments (``__reduce__``): a
+slotted dataclass's own pickling looks its fields up each time, several
+times slower.
 
 Main to a server::
 

@@ -42,7 +42,7 @@ from .dispatch import Dispatcher
 from .link import Link, Waker
 from .objects import Store, seal
 from .outcomes import run_on_main
-from .tasks import Call, LocalCall, Record, Task
+from .tasks import LocalCall, Record, Task
 
 
 class Job:
@@ -192,29 +192,32 @@ class Session(Dispatcher):
 
     # ------------------------------------------------------------------ what the client asks
 
-    def seal(self, call: tuple[Any, ...], what: str) -> tuple[Sealed, bool]:
-        """Seals a call ``(func, args, kwargs)`` in this session; also says whether it names remote objects."""
-        return seal(self.id, call, what)
-
     def record(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], pinned: int | None, job: Any
     ) -> Record:
         """A task for ``func(*args, **kwargs)``, sealed (pinned to a rank, or in ``job``), not yet queued."""
         checks.check_callable(func, "func")
-        call = (func, args, kwargs)
-        payload, uses_handles = self.seal(call, "func and its arguments")
-        return Record(next(self.numbers), payload, self.local_call(payload, uses_handles, call), pinned, Task(), job)
+        payload, local = self.seal_call(func, args, kwargs, "func and its arguments")
+        return Record(next(self.numbers), payload, local, pinned, Task(), job)
 
-    def local_call(self, payload: Sealed, uses_handles: bool, call: Call) -> LocalCall:
-        """How main runs a call itself: directly, or through its payload when it names remote objects."""
+    def seal_call(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+    ) -> tuple[Sealed, LocalCall]:
+        """A call sealed in this session, and how main runs it itself.
+
+        Main runs the call directly, or through its payload when it names
+        remote objects (each process, main included, gets its own copy).
+        """
+        call = (func, args, kwargs)
+        payload, uses_handles = seal(self.id, call, what)
         if not uses_handles:
-            return call
+            return payload, call
 
         def through_payload() -> Any:
             func_, args_, kwargs_ = payload.open("the call")
             return func_(*args_, **kwargs_)
 
-        return through_payload
+        return payload, through_payload
 
     def submit(self, record: Record) -> None:
         """Queues a task: pinned to its rank, or in its job (the shared one by default)."""

@@ -19,10 +19,7 @@ from typing import Any
 
 from .._core.codec import Sealed
 
-Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-"""A call ``(func, args, kwargs)``."""
-
-LocalCall = Call | Callable[[], Any]
+LocalCall = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | Callable[[], Any]
 """How main runs a task itself: the call (no new objects per task), or a function of no arguments."""
 
 
