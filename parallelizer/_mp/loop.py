@@ -4,7 +4,7 @@ All I/O happens in the calling thread while it waits: :meth:`Loop.pump`
 blocks in ``poll`` until a socket is readable (or writable, when bytes are
 queued for it) or a sentinel fires, reads every complete frame and hands it
 to ``on_frame``; a socket closed by its peer goes to ``on_eof``, an exited
-worker process to ``on_exit``. Nothing busy-waits, and nothing here knows
+worker process to ``on_exit``. Nothing here busy-waits, and nothing here knows
 what a frame means.
 """
 
@@ -15,7 +15,7 @@ import select
 import socket
 from collections.abc import Callable
 
-from .._core.limits import READS_PER_PUMP
+from .._core.limits import READS_PER_PUMP, SOCKET_READ
 from . import wire
 from .channel import Channel
 
@@ -44,6 +44,9 @@ class Loop:
         on_exit: Callable[[int], None],
     ) -> None:
         self._poller = select.poll()
+        # every small read lands here first: a fresh bytes object per recv of SOCKET_READ
+        # bytes costs an mmap and munmap each time (16 us against 3 us, measured)
+        self._scratch = memoryview(bytearray(SOCKET_READ))
         self._on_frame = on_frame
         self._on_eof = on_eof
         self._on_exit = on_exit
@@ -159,24 +162,28 @@ class Loop:
         def deliver(frame: wire.Frame) -> None:
             self._on_frame(channel.rank, frame)
 
+        scratch = self._scratch
         for _ in range(READS_PER_PUMP):
             try:
                 direct = reader.want_direct()
+                drained = False
                 if direct is not None:
                     count = channel.sock.recv_into(direct)
                     if count:
                         reader.received_direct(count, deliver)
                 else:
-                    data = channel.sock.recv(reader.chunk_size())
-                    count = len(data)
+                    count = channel.sock.recv_into(scratch)
                     if count:
-                        reader.feed(data, deliver)
+                        reader.feed(scratch[:count], deliver)
+                        drained = count < SOCKET_READ
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 count = 0
             if not count:
                 self._closed(channel)
+                return
+            if drained:  # a short read of small frames: poll says when more comes (no failing recv)
                 return
 
     def _flush(self, channel: Channel) -> None:

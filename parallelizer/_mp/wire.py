@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core import codec as _codec
-from .._core.limits import SOCKET_READ
 
 # header: kind, flags, nbufs, tag, epoch, token, body length
 HEADER = struct.Struct("<BBHiIQQ")
@@ -138,15 +137,10 @@ class FrameReader:
         self._filled += count
         self._advance(deliver)
 
-    def feed(self, data: bytes, deliver: Callable[[Frame], None]) -> None:
+    def feed(self, data: bytes | memoryview, deliver: Callable[[Frame], None]) -> None:
         """Takes bytes read from the socket; calls ``deliver`` per complete frame."""
         self._buf += data
         self._advance(deliver)
-
-    @staticmethod
-    def chunk_size() -> int:
-        """How many bytes to ask ``recv`` for when not receiving in place."""
-        return SOCKET_READ
 
     def _advance(self, deliver: Callable[[Frame], None]) -> None:
         buf = self._buf
