@@ -23,6 +23,7 @@ ORDER = (
     "collectives_mpi",
     "latency_mpi",
     "collectives_mp",
+    "small_local",
     "maps",
     "maps_mpi",
     "pools",
