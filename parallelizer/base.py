@@ -54,9 +54,8 @@ class Parallelizer(Collectives, registry.Choosing):
         self._nesting = 0
         self._debug = env.debug_enabled() if debug is None else checks.check_bool(debug, "debug")
         self._timeout = env.timeout() if timeout is None else checks.check_timeout(timeout)
-        self._caller_lock = threading.Lock()  # one caller at a time (calls.exclusive)
-        self._caller: str | None = None
-        self._caller_thread: int | None = None  # the thread holding _caller_lock
+        self._caller_lock = threading.RLock()  # one caller at a time (calls.exclusive)
+        self._caller: str | None = None  # the call inside which the holder of _caller_lock is
         self._watchdog: calls.Watchdog | None = None  # backends whose waits cannot time out themselves
         self._pool_main = False  # rank 0 of ``python -m parallelizer --pool``: the others serve its executors
         self._run_threads: set[int] = set()  # the threads of this process inside run()

@@ -56,7 +56,6 @@ class Collectives(Transport):
     _debug: bool
     _caller_lock: Any
     _caller: str | None
-    _caller_thread: int | None
     _watchdog: Watchdog | None
 
     # ------------------------------------------------------------------
@@ -82,7 +81,7 @@ class Collectives(Transport):
         if out is not outbuf.NOT_GIVEN:
             return self._receive_into(out, self._bcast_into(obj, root, out), "broadcast")
         got = self._bcast(obj, root)
-        return semantics.own(got) if self.id == root else got
+        return semantics.own(got) if got is obj else got  # root gets obj itself back (own: a writable array)
 
     @exclusive
     def scatter(self, data: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:

@@ -223,7 +223,7 @@ class MPIParallelizer(Parallelizer):
     # ------------------------------------------------------------------ collectives
 
     def _bcast(self, obj: Any, root: int) -> Any:
-        return self._coll.bcast(obj, root)
+        return self._coll.broadcaster.bcast(obj, root)
 
     def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
         return self._coll.scatter(data, bounds, root)
@@ -232,7 +232,7 @@ class MPIParallelizer(Parallelizer):
         return self._coll.gather_list(obj, root)
 
     def _gather(self, obj: Any, root: int) -> Any:
-        return self._coll.gather(obj, root)
+        return self._coll.gather_plain(obj, root)
 
     def _allgather(self, obj: Any) -> Any:
         return self._coll.allgather(obj)

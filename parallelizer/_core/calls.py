@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from _thread import get_ident
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -81,9 +80,8 @@ class Watchdog:
 class Guarded(Protocol):
     """What :func:`exclusive` needs of the object whose methods it guards."""
 
-    _caller_lock: threading.Lock
+    _caller_lock: threading.RLock
     _caller: str | None
-    _caller_thread: int | None
     _watchdog: Watchdog | None
 
 
@@ -114,21 +112,23 @@ def exclusive(method: Callable[Concatenate[G, P], R]) -> Callable[Concatenate[G,
 
     @functools.wraps(method)
     def guarded(self: G, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        me = get_ident()
-        if self._caller_thread == me:  # a call made inside another (map's func calling a collective)
-            return method(self, *args, **kwargs)
-        lock = self._caller_lock
+        lock = self._caller_lock  # reentrant: the thread inside a call may nest others
         if not lock.acquire(False):
             raise RuntimeError(
-                f"{name} was called while another thread is inside {self._caller} on the same parallelizer: "
-                "one caller at a time (give each thread its own group, or make the calls from one thread)"
+                f"{name} was called while another thread is inside {self._caller or 'a call'} on the same "
+                "parallelizer: one caller at a time (give each thread its own group, or make the calls from "
+                "one thread)"
             )
-        self._caller_thread = me
+        if self._caller is not None:  # a call made inside another (map's func calling a collective)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                lock.release()
         self._caller = name
         watchdog = self._watchdog
-        if watchdog is not None:
-            watchdog.begin(name)
         try:
+            if watchdog is not None:
+                watchdog.begin(name)
             return method(self, *args, **kwargs)
         except RemoteError as exc:
             # the user's call, the error, the remote traceback: not the frames it crossed
@@ -136,7 +136,7 @@ def exclusive(method: Callable[Concatenate[G, P], R]) -> Callable[Concatenate[G,
         finally:
             if watchdog is not None:
                 watchdog.end()
-            self._caller = self._caller_thread = None
+            self._caller = None
             lock.release()
 
     return guarded

@@ -111,7 +111,7 @@ class Collectives:
 
     def bcast(self, obj: Any, root: int) -> Any:
         """``broadcast``."""
-        return self.broadcaster.bcast(obj, root, f"the object broadcast from rank {root}")
+        return self.broadcaster.bcast(obj, root)
 
     # ------------------------------------------------------------------ agreement on out=
 
@@ -288,6 +288,17 @@ class Collectives:
             if self.rank != root:
                 return None
             return [obj if rank == root else slot.value for rank, slot in enumerate(found.slots)]
+        return self._gather_round(obj, root, found, into, target)
+
+    def gather_plain(self, obj: Any, root: int) -> Any:
+        """``gather`` without ``out``: small objects straight from the exchange's bytes."""
+        listed = self.slots.exchange_values(obj)
+        if isinstance(listed, list):  # the exchange was the whole gather
+            return listed if self.rank == root else None
+        return self._gather_round(obj, root, listed, False, None)
+
+    def _gather_round(self, obj: Any, root: int, found: Round, into: bool, target: Any) -> Any:
+        """The rest of ``gather`` after an exchange that was not the whole of it."""
         layout = plans.concat_layout(found)
         if layout is None:
             parts = self.gather_list(obj, root, found)
@@ -311,7 +322,10 @@ class Collectives:
     def allgather(self, obj: Any, out: Any = outbuf.NOT_GIVEN) -> Any:
         """``allgather``: concatenated arrays with ``Allgatherv``, else a list."""
         into = out is not outbuf.NOT_GIVEN
-        found = self.slots.exchange(obj, slots.out_state(out) if into else None)
+        listed = self.slots.exchange_values(obj) if not into else self.slots.exchange(obj, slots.out_state(out))
+        if isinstance(listed, list):
+            return listed
+        found = listed
         if found.inline:
             return [obj if rank == self.rank else slot.value for rank, slot in enumerate(found.slots)]
         layout = plans.concat_layout(found)
@@ -366,7 +380,13 @@ class Collectives:
         into = out is not outbuf.NOT_GIVEN
         receives = root is None or self.rank == root
         target = out if into and receives else None  # off root out is ignored
-        found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
+        if into:
+            found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
+        else:
+            listed = self.slots.exchange_values(obj)
+            if isinstance(listed, list):  # the same values everywhere: all raise alike
+                return semantics.fold(listed, func, call) if receives else None
+            found = listed
         if found.inline:
             if not receives:
                 return None

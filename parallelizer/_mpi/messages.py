@@ -42,6 +42,7 @@ C-contiguous array whose bytes follow; never set by the codec."""
 # codec flags, layout (0: body in the first message; 1: body follows), buffer count, body length
 HEADER = struct.Struct("<BBxxIQ")
 _SIZE = struct.Struct("<Q")
+_SMALL_TYPES = (int, float, complex, bool, type(None))
 
 
 def c_bytes(array: Any) -> memoryview:
@@ -213,10 +214,17 @@ class Broadcaster:
         self._sent: tuple[Any, bytes] | None = None  # ((dtype, shape), slot bytes)
         self._received: tuple[bytes, Any] | None = None  # (slot bytes, ArrayMeta)
 
-    def bcast(self, obj: Any, root: int, what: str) -> Any:
+    def bcast(self, obj: Any, root: int) -> Any:
         """Root's ``obj`` on every rank (root gets ``obj`` itself)."""
         if self.rank == root:
-            self._send(obj, root, what)
+            if type(obj) in _SMALL_TYPES:  # a number, the most frequent: one pickle, one Bcast
+                data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+                if HEADER.size + len(data) <= BLOCK:
+                    HEADER.pack_into(self._block, 0, 0, 0, 0, len(data))
+                    self._block[HEADER.size : HEADER.size + len(data)] = data
+                    self.comm.Bcast(self._spec, root)
+                    return obj
+            self._send(obj, root, f"the object broadcast from rank {root}")
             return obj
         self.comm.Bcast(self._spec, root)
         flags, layout, nbufs, body_len = HEADER.unpack_from(self._block, 0)

@@ -44,6 +44,7 @@ from .runtime import load as _mpi
 EMPTY, INLINE, ARRAY, LARGE = 0, 1, 2, 3
 NO_OUT, OUT_ARRAY, OUT_ASK = 0, 1, 2
 _HEAD = struct.Struct("<BBHBBH")  # kind, ndim, payload length; out kind, out ndim, out payload length
+_LENGTH = struct.Struct("<H")  # the payload length alone (at offset 2)
 _PAYLOAD = SLOT - _HEAD.size
 _MAX_NDIM = 12
 _DTYPE_FIELD = 16
@@ -256,6 +257,42 @@ class SlotExchange:
         """
         mine = self._encode(obj, out, empty)
         self.comm.Allgather(self._mine_spec, self._all_spec)
+        return self._round(mine)
+
+    def exchange_values(self, obj: Any) -> list[Any] | Round:
+        """Every rank's object, in rank order, when all are ``INLINE``; else :meth:`exchange`'s round.
+
+        The same call as :meth:`exchange` with no ``out`` (so ranks may mix the
+        two). A list means the exchange was the whole collective: this rank's
+        entry is ``obj`` itself, the others' are unpickled. A round of small
+        numbers, the most frequent, is read straight from the bytes, with no
+        :class:`Slot` or :class:`Round`.
+        """
+        if type(obj) in _SMALL_TYPES:  # a number: at once
+            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+            if len(data) <= _PAYLOAD:
+                self._last_key = None
+                mine_bytes = self._mine
+                _HEAD.pack_into(mine_bytes, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
+                mine_bytes[_HEAD.size : _HEAD.size + len(data)] = data
+                self.comm.Allgather(self._mine_spec, self._all_spec)
+                if self._all[::SLOT].count(INLINE) == self.size:  # every rank's object is in its slot
+                    me = self.rank
+                    return [
+                        obj
+                        if rank == me
+                        else pickle.loads(view[_HEAD.size : _HEAD.size + _LENGTH.unpack_from(view, 2)[0]])
+                        for rank, view in enumerate(self._views)
+                    ]
+                return self._round(Slot(INLINE, obj))  # (not all inline: never a list)
+        found = self.exchange(obj)
+        if found.inline:
+            me = self.rank
+            return [obj if rank == me else slot.value for rank, slot in enumerate(found.slots)]
+        return found
+
+    def _round(self, mine: Slot) -> Round:
+        """The :class:`Round` of the bytes the last ``Allgather`` brought (``mine``: this rank's slot)."""
         last = self._last_round
         if last is not None and self._all == self._last_all:
             return last

@@ -136,14 +136,12 @@ class Session(Dispatcher):
                     started.set()
                     return
                 owner._caller = "a client/server session"
-                owner._caller_thread = threading.get_ident()
             started.set()
             try:
                 self._dispatch() if self.link is not None else self._run_locally()
             finally:
                 if lock is not None:
                     owner._caller = None
-                    owner._caller_thread = None
                     lock.release()
 
         self._thread = threading.Thread(target=main, name="parallelizer-session", daemon=True)

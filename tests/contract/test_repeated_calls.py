@@ -216,3 +216,64 @@ def test_a_scatter_between_gathers_does_not_change_what_a_rank_describes(par):
     got = spmd(par, _alternating_body)
     if par.on_main:
         assert got == [[]] * par.nprocs, got
+
+
+def _pair(a, b):
+    return [a, b]
+
+
+def _kinds(rank, step):
+    """Objects of every kind a rank describes differently: numbers, small and large objects, arrays."""
+    kinds = (
+        np.full((2, 3), float(rank)),
+        7 * rank + step,  # a number right after an array, then the same array description again
+        np.full((2, 3), float(rank + step)),
+        0.5 * rank,
+        None,
+        f"rank {rank}",
+        (rank, "t"),
+        list(range(50 + rank)),
+        10**60 + rank,
+        True,
+    )
+    return kinds[(rank + step) % len(kinds)]
+
+
+def _equal(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _mixed_body(parallelizer):
+    """Numbers on some ranks and other objects on the others, in every order, call after call."""
+    n, me, problems = parallelizer.nprocs, parallelizer.id, []
+    for step in range(24):
+        parts = [_kinds(rank, step) for rank in range(n)]
+        mine = parts[me]
+        if step % 3 == 0:
+            got, want = parallelizer.gather(mine), None
+            if me == 0:
+                arrays = all(isinstance(p, np.ndarray) for p in parts)
+                want = np.concatenate(parts) if arrays else parts
+        elif step % 3 == 1:
+            got = parallelizer.allgather(mine)
+            want = np.concatenate(parts) if all(isinstance(p, np.ndarray) for p in parts) else parts
+        else:
+            got = parallelizer.allreduce(mine, op=_pair)
+            want = parts[0]
+            for part in parts[1:]:
+                want = [want, part]
+            if n == 1:
+                want = parts[0]
+        if not _equal(got, want):
+            problems.append(f"step {step}: rank {me} got {got!r}, wanted {want!r}")
+    return parallelizer.allgather(problems)
+
+
+def test_numbers_beside_other_objects_give_what_the_contract_says(par):
+    got = spmd(par, _mixed_body)
+    if par.on_main:
+        assert got == [[]] * par.nprocs, got
