@@ -42,7 +42,6 @@ C-contiguous array whose bytes follow; never set by the codec."""
 # codec flags, layout (0: body in the first message; 1: body follows), buffer count, body length
 HEADER = struct.Struct("<BBxxIQ")
 _SIZE = struct.Struct("<Q")
-_SMALL_TYPES = (int, float, complex, bool, type(None))
 
 
 def c_bytes(array: Any) -> memoryview:
@@ -217,7 +216,7 @@ class Broadcaster:
     def bcast(self, obj: Any, root: int) -> Any:
         """Root's ``obj`` on every rank (root gets ``obj`` itself)."""
         if self.rank == root:
-            if type(obj) in _SMALL_TYPES:  # a number, the most frequent: one pickle, one Bcast
+            if type(obj) in _slots.SMALL_TYPES:  # a number, the most frequent: one pickle, one Bcast
                 data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
                 if HEADER.size + len(data) <= BLOCK:
                     HEADER.pack_into(self._block, 0, 0, 0, 0, len(data))

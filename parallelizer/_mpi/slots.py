@@ -48,7 +48,8 @@ _LENGTH = struct.Struct("<H")  # the payload length alone (at offset 2)
 _PAYLOAD = SLOT - _HEAD.size
 _MAX_NDIM = 12
 _DTYPE_FIELD = 16
-_SMALL_TYPES = (int, float, complex, bool, type(None))
+SMALL_TYPES = (int, float, complex, bool, type(None))
+"""Types whose small values are pickled at once, with no other check (numbers, ``None``)."""
 
 
 class _Ask:
@@ -94,12 +95,12 @@ class Round:
 
 def _looks_small(obj: object) -> bool:
     """Cheap guess whether ``obj`` pickles into a slot (never pickles big things)."""
-    if isinstance(obj, _SMALL_TYPES):
+    if isinstance(obj, SMALL_TYPES):
         return True
     if isinstance(obj, (str, bytes)):
         return len(obj) <= _PAYLOAD
     if isinstance(obj, (tuple, list)):
-        return len(obj) <= 8 and all(isinstance(item, (*_SMALL_TYPES, str)) for item in obj)
+        return len(obj) <= 8 and all(isinstance(item, (*SMALL_TYPES, str)) for item in obj)
     return False
 
 
@@ -123,7 +124,7 @@ def _read_meta(payload: memoryview, ndim: int) -> semantics.ArrayMeta:
 
 def _describe(obj: Any, room: int) -> tuple[int, int, bytes, Any]:
     """``(kind, ndim, payload, value)`` of ``obj``, its payload at most ``room`` bytes."""
-    if type(obj) in _SMALL_TYPES:  # the most frequent case first: a number
+    if type(obj) in SMALL_TYPES:  # the most frequent case first: a number
         data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
         if len(data) <= room:
             return INLINE, 0, data, obj
@@ -225,7 +226,7 @@ class SlotExchange:
 
     def _encode(self, obj: Any, out: tuple[Any, ...] | None, empty: bool) -> Slot:
         """Fills ``_mine``; the bytes of an array described the call before are still there."""
-        if type(obj) in _SMALL_TYPES and out is None and not empty:  # a number, the most frequent: at once
+        if type(obj) in SMALL_TYPES and out is None and not empty:  # a number, the most frequent: at once
             data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
             if len(data) <= _PAYLOAD:
                 self._last_key = None
@@ -268,7 +269,7 @@ class SlotExchange:
         numbers, the most frequent, is read straight from the bytes, with no
         :class:`Slot` or :class:`Round`.
         """
-        if type(obj) in _SMALL_TYPES:  # a number: at once
+        if type(obj) in SMALL_TYPES:  # a number: at once
             data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
             if len(data) <= _PAYLOAD:
                 self._last_key = None
