@@ -75,7 +75,8 @@ class Collectives(Transport):
             >>> SerialNonParallelizer().broadcast({"step": 1})
             {'step': 1}
         """
-        root = checks.check_rank(root, self.nprocs, "root")
+        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
+            root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
             self._check_collective(_named("broadcast", out), root)
         if out is not outbuf.NOT_GIVEN:
@@ -109,7 +110,8 @@ class Collectives(Transport):
             >>> SerialNonParallelizer().scatter(range(4))
             [0, 1, 2, 3]
         """
-        root = checks.check_rank(root, self.nprocs, "root")
+        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
+            root = checks.check_rank(root, self.nprocs, "root")
         data, refusal = checks.check_root_data(data, "data") if self.id == root else (data, None)
         if self._debug:
             self._check_collective(_named("scatter", out), root)
@@ -140,7 +142,8 @@ class Collectives(Transport):
             >>> SerialNonParallelizer().gather(7)
             [7]
         """
-        root = checks.check_rank(root, self.nprocs, "root")
+        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
+            root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
             self._check_collective(_named("gather", out), root)
         if out is outbuf.NOT_GIVEN:
@@ -185,7 +188,8 @@ class Collectives(Transport):
             5
         """
         func = semantics.resolve_op(op)
-        root = checks.check_rank(root, self.nprocs, "root")
+        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
+            root = checks.check_rank(root, self.nprocs, "root")
         if self._debug:
             self._check_collective(_named("reduce", out), root)
         if out is outbuf.NOT_GIVEN:
