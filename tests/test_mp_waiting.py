@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 import warnings
 
 import pytest
@@ -88,3 +89,120 @@ def test_processes_poll_before_sleeping_only_with_a_cpu_each(monkeypatch, cpus, 
         par = MultiprocessingParallelizer(nprocs=2, start_method="fork")
     assert par.run(_spins) == [expected, expected]
     assert par.run(lambda parallelizer: parallelizer.allreduce(parallelizer.id + 1)) == 3
+
+
+class _Peer:
+    """A loop over one socket to 'rank 1', and what reached its frame and EOF handlers."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair()
+        self.frames: list[tuple[int, int, int, bytes]] = []
+        self.closed: list[int] = []
+
+        def on_frame(rank: int, frame: wire.Frame) -> None:
+            self.frames.append((frame.kind, frame.tag, frame.epoch, bytes(frame.body)))
+
+        def allocate(rank: int):
+            return lambda frame, index: bytearray(frame.descs[index][1])
+
+        self.loop = Loop({1: self.ours}, allocate, on_frame, self.closed.append, self.closed.append)
+
+    def take(self, kind=wire.Kind.COLL, tag=3, epoch=1, tries=200):
+        """take_small until it returns a body or ``tries`` polls (1 ms apart) found nothing for it."""
+        for _ in range(tries):
+            body = self.loop.take_small(1, kind, tag, epoch)
+            if body is not None:
+                return body
+            time.sleep(0.001)
+        return None
+
+    def close(self) -> None:
+        self.loop.close()
+        self.theirs.close()
+
+
+def _frame(tag=3, epoch=1, body=b"payload", flags=0, kind=wire.Kind.COLL):
+    return wire.pack(kind, tag=tag, epoch=epoch, token=1, flags=flags, body=body)
+
+
+def test_one_whole_frame_of_what_is_waited_for_is_taken_straight_from_the_socket():
+    peer = _Peer()
+    peer.theirs.sendall(_frame(body=b"the value"))
+    assert peer.take() == b"the value"
+    assert peer.frames == []  # not delivered a second time
+    peer.theirs.sendall(_frame(body=b"the next"))
+    assert peer.take() == b"the next"
+    peer.close()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _frame(tag=4),  # another tag
+        _frame(epoch=2),  # another run
+        _frame(kind=wire.Kind.USER),  # a user message
+        _frame(flags=wire.FLAG_LAZY),  # flags: the general path decides
+        _frame(body=b"one") + _frame(body=b"two"),  # two frames at once
+    ],
+    ids=["tag", "epoch", "kind", "flags", "two frames"],
+)
+def test_anything_else_goes_to_the_frame_handler_whole_and_in_order(data):
+    peer = _Peer()
+    peer.theirs.sendall(data)
+    assert peer.take(tries=20) is None
+    expected = []
+    reader = wire.FrameReader(lambda frame, index: None)
+    reader.feed(data, lambda frame: expected.append((frame.kind, frame.tag, frame.epoch, bytes(frame.body))))
+    assert peer.frames == expected
+    peer.close()
+
+
+def test_a_frame_arriving_in_pieces_is_delivered_by_the_frame_handler_once_complete():
+    peer = _Peer()
+    data = _frame(body=b"x" * 100)
+    peer.theirs.sendall(data[:10])
+    assert peer.take(tries=5) is None
+    peer.theirs.sendall(data[10:])
+    assert peer.take(tries=5) is None  # the reader holds its start: the rest goes there too
+    assert peer.frames == [(wire.Kind.COLL, 3, 1, b"x" * 100)]
+    peer.close()
+
+
+def test_a_peer_closing_its_socket_is_reported_while_polling():
+    peer = _Peer()
+    peer.theirs.close()
+    assert peer.take(tries=5) is None
+    assert peer.closed == [1]
+    peer.loop.close()
+
+
+def _collectives_and_messages(parallelizer):
+    """Collectives between point-to-point messages and messages of other tags, as a spinning process sees them."""
+    me, n, problems = parallelizer.id, parallelizer.nprocs, []
+    for step in range(50):
+        if me == 1:
+            parallelizer.send(("user", step), dest=0, tag=step % 3)
+        total = parallelizer.allreduce(me + step)
+        if total != sum(range(n)) + n * step:
+            problems.append(f"step {step}: allreduce gave {total}")
+        got = parallelizer.broadcast({"step": step} if me == 0 else None)
+        if got != {"step": step}:
+            problems.append(f"step {step}: broadcast gave {got}")
+        if me == 0:
+            message = parallelizer.recv(source=1, tag=step % 3)
+            if message != ("user", step):
+                problems.append(f"step {step}: recv gave {message}")
+        parallelizer.barrier()
+        big = parallelizer.allgather(
+            list(range(100_000)) if step % 10 == 0 else me
+        )  # a frame a socket cannot take at once
+        if step % 10 == 0 and big != [list(range(100_000))] * n:
+            problems.append(f"step {step}: allgather of big lists differs")
+    return parallelizer.gather(problems)
+
+
+def test_collectives_of_spinning_processes_mix_with_messages_of_other_tags(monkeypatch):
+    monkeypatch.setattr(env, "usable_cpus", lambda: 2)
+    par = MultiprocessingParallelizer(nprocs=2, start_method="fork")
+    assert par.run(_spins) == [SPIN_WAIT, SPIN_WAIT]
+    assert par.run(_collectives_and_messages) == [[], []]

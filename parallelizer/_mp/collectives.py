@@ -28,9 +28,7 @@ def bcast(endpoint: Endpoint, obj: Any, root: int) -> Any:
     """``broadcast`` over ``endpoint``."""
     if endpoint.rank == root:
         others = [rank for rank in range(endpoint.nprocs) if rank != root]
-        endpoint.wait_sent(
-            endpoint.post(obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}")
-        )
+        endpoint.send_all(obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}")
         return obj
     return endpoint.recv(root, wire.Kind.COLL, CollTag.BCAST, "broadcast")
 
@@ -41,7 +39,7 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
         return endpoint.recv(root, wire.Kind.COLL, CollTag.SCATTER, "scatter")
     if bounds is None:  # refused: every other process gets the refusal instead of a block
         others = [rank for rank in range(endpoint.nprocs) if rank != root]
-        endpoint.wait_sent(endpoint.post(data, others, wire.Kind.COLL, CollTag.SCATTER, "a refusal"))
+        endpoint.send_all(data, others, wire.Kind.COLL, CollTag.SCATTER, "a refusal")
         return data
     pending = [
         endpoint.post(

@@ -22,7 +22,12 @@ anyone), so a process notices a failure anywhere while it waits, and never
 busy-waits for long: ``poll`` blocks until something happens. (A wait for a
 collective's message first polls without sleeping for ``SPIN_WAIT``, 0.1 ms,
 when every process of the group has a CPU of its own: a sleeping process
-wakes up slowly.)
+wakes up slowly. A small message that arrives meanwhile is read straight
+from its socket, see :meth:`Endpoint.recv`; anything else arriving then is
+handled as ``pump`` handles it.)
+
+Small objects (no out-of-band buffers) are one frame each way: sending one
+is over once the socket has taken it (:meth:`Endpoint.send_all`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import env
-from .._core.codec import Encoded, allocate_array, allocate_bytes, encode
+from .._core.codec import Encoded, allocate_array, allocate_bytes, decode, encode
 from .._core.limits import SPIN_WAIT
 from . import wire
 from .channel import Incoming
@@ -180,8 +185,32 @@ class Endpoint:
             self.rendezvous.forget(pending)
 
     def send(self, obj: Any, dest: int, kind: int, tag: int, what: str) -> None:
-        """Sends ``obj`` to ``dest`` and waits until it has left (see :meth:`post`)."""
-        self.wait_sent(self.post(obj, (dest,), kind, tag, what))
+        """Sends ``obj`` to ``dest`` and waits until it has left (see :meth:`send_all`)."""
+        self.send_all(obj, (dest,), kind, tag, what)
+
+    def send_all(self, obj: Any, dests: Collection[int], kind: int, tag: int, what: str) -> None:
+        """Sends ``obj`` to every (other) rank in ``dests`` and waits until it has left (see :meth:`post`).
+
+        An object without out-of-band buffers is one frame: once a socket has
+        taken all of it, that send is over, with no pending-send bookkeeping.
+        """
+        encoded = encode(obj, what)
+        if encoded.buffers:
+            self.wait_sent(self.post(obj, dests, kind, tag, what, encoded=encoded))
+            return
+        token = next(self._tokens)
+        frame = wire.pack(kind, tag=tag, epoch=self.epoch, token=token, flags=encoded.flags, body=encoded.body)
+        pending: PendingSend | None = None
+        for dest in dests:
+            channel = self.loop.channels.get(dest)
+            end = self.loop.send(dest, [frame])
+            if end is None or channel is None:
+                self.protocol.dead_peer(dest)  # as post: the waits that follow report it
+            elif channel.sent < end:  # the socket is full: the rest leaves while we wait, as post's do
+                pending = pending or PendingSend(token, encoded, [], False)
+                pending.deliveries[dest] = Delivery(channel, end, False)
+        if pending is not None:
+            self.wait_sent(pending)
 
     def control(self, dest: int, kind: wire.Kind, *, epoch: int | None = None, body: bytes = b"") -> None:
         """Sends a control frame; never waits (a closed socket is ignored)."""
@@ -189,11 +218,14 @@ class Endpoint:
 
     # ------------------------------------------------------------------ receiving
 
-    def receive(self, source: int, kind: int, tag: int, what: str, *, lazy: bool = False) -> Incoming:
+    def receive(
+        self, source: int, kind: int, tag: int, what: str, *, lazy: bool = False, spin: bool = True
+    ) -> Incoming:
         """Waits for the next message from ``source`` with ``kind`` and ``tag``.
 
         With ``lazy``, a message whose buffers are still in the sender's memory
         is returned as it is; the caller pulls them with :meth:`pull_into`.
+        Without ``spin`` a collective's message is never polled for first.
         """
         key = (source, kind, tag)
 
@@ -203,11 +235,26 @@ class Endpoint:
                 return False
             return head.ready or (lazy and head.targets is None and bool(head.frame.flags & wire.FLAG_LAZY))
 
-        self.wait(arrived, (source,), what, spin=self.spin if kind == wire.Kind.COLL else 0.0)
+        self.wait(arrived, (source,), what, spin=self.spin if spin and kind == wire.Kind.COLL else 0.0)
         return self.mail.pop(key)
 
     def recv(self, source: int, kind: int, tag: int, what: str) -> Any:
-        """Waits for the next object from ``source`` with ``kind`` and ``tag``."""
+        """Waits for the next object from ``source`` with ``kind`` and ``tag``.
+
+        A collective's small message that arrives while this process polls
+        for it (:attr:`spin`) is read and unpickled straight from the socket
+        (:meth:`Loop.take_small`), with no frame, mailbox or wait bookkeeping.
+        """
+        if kind == wire.Kind.COLL and self.spin and not self.mail.holds((source, kind, tag)):
+            until = time.perf_counter() + self.spin
+            take, epoch = self.loop.take_small, self.epoch
+            while True:
+                body = take(source, kind, tag, epoch)
+                if body is not None:
+                    return decode(0, body, [], f"the message from rank {source} ({what})", source)
+                if self.mail.holds((source, kind, tag)) or time.perf_counter() >= until:
+                    break
+            return self.receive(source, kind, tag, what, spin=False).value(f"the message from rank {source} ({what})")
         return self.receive(source, kind, tag, what).value(f"the message from rank {source} ({what})")
 
     def recv_any(self, kind: int, tag: int, what: str, block: bool = True) -> tuple[int, Any] | None:

@@ -129,7 +129,11 @@ class Loop:
         for channel in self.channels.values():
             if not channel.closed:
                 self._set_mask(channel, _IN | (_OUT if channel.outq else 0))
-        for fd, events in self._poller.poll(timeout_ms if block else 0):
+        self._handle(self._poller.poll(timeout_ms if block else 0))
+
+    def _handle(self, polled: list[tuple[int, int]]) -> None:
+        """Handles what ``poll`` reported: frames read, queued bytes written, exits noticed."""
+        for fd, events in polled:
             ready = self._by_fd.get(fd)
             if ready is None:
                 if fd in self._watched:
@@ -143,6 +147,50 @@ class Loop:
                 self._read(ready)
             if events & _OUT and not ready.closed:
                 self._flush(ready)
+
+    def take_small(self, rank: int, kind: int, tag: int, epoch: int) -> bytes | None:
+        """The body of one small frame from ``rank``, straight from its socket, when that is all that came.
+
+        A fast path for a process waiting for one collective's message: when
+        ``poll`` reports ``rank``'s socket alone, with no frame half-read, and
+        what it holds is exactly one whole frame of ``kind``, ``tag`` and
+        ``epoch`` with no buffers and no flags, its body comes back, and no
+        other state changes. Anything else is handled as :meth:`pump` handles
+        it, and ``None`` comes back (also when nothing has come yet).
+        """
+        channel = self.channels.get(rank)
+        if channel is None or channel.closed or channel.outq or not channel.reader.idle():
+            self.pump(block=False)
+            return None
+        polled = self._poller.poll(0)
+        if not polled:
+            return None
+        if len(polled) != 1 or polled[0][0] != channel.fd or polled[0][1] & ~_IN:
+            self._handle(polled)
+            return None
+        try:
+            count = channel.sock.recv_into(self._scratch)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            count = 0
+        if not count:
+            self._closed(channel)
+            return None
+        view = self._scratch[:count]
+        if count >= wire.HEADER.size:
+            got_kind, flags, nbufs, got_tag, got_epoch, _, body_len = wire.HEADER.unpack_from(view, 0)
+            if (
+                count == wire.HEADER.size + body_len
+                and got_kind == kind
+                and got_tag == tag
+                and got_epoch == epoch
+                and not flags
+                and not nbufs
+            ):
+                return bytes(view[wire.HEADER.size :])
+        channel.reader.feed(view, lambda frame: self._on_frame(rank, frame))  # as _read would
+        return None
 
     def close(self) -> None:
         """Closes every socket and stops watching the sentinels."""

@@ -44,6 +44,10 @@ class Mailbox:
             return None
         return queue[0]
 
+    def holds(self, key: Key) -> bool:
+        """True if any message (of any run) waits under ``key``."""
+        return key in self._queues
+
     def earliest(self, keys: Iterable[Key], epoch: int) -> Key | None:
         """Of the ready messages of run ``epoch`` at the heads of ``keys``, the key of the first to arrive."""
         best: Key | None = None

@@ -126,6 +126,10 @@ class FrameReader:
         self._target: memoryview | None = None
         self._filled = 0
 
+    def idle(self) -> bool:
+        """True between frames: nothing of a next frame has been read."""
+        return self._frame is None and not self._buf
+
     def want_direct(self) -> memoryview | None:
         """Where the next received bytes should go directly, if anywhere."""
         if self._target is not None and not self._buf:
