@@ -59,9 +59,7 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
 def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
     """``gather`` over ``endpoint``; root runs its copies side by side in the endpoint's threads."""
     if endpoint.rank != root:
-        endpoint.wait_sent(
-            endpoint.post(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
-        )
+        endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
         return None
     incoming = {
         rank: endpoint.receive(rank, wire.Kind.COLL, CollTag.GATHER, "gather", lazy=True)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import env
-from .._core.codec import Encoded, allocate_array, allocate_bytes, decode, encode
+from .._core.codec import Encoded, allocate_array, allocate_bytes, encode
 from .._core.limits import SPIN_WAIT
 from . import wire
 from .channel import Incoming
@@ -188,15 +188,16 @@ class Endpoint:
         """Sends ``obj`` to ``dest`` and waits until it has left (see :meth:`send_all`)."""
         self.send_all(obj, (dest,), kind, tag, what)
 
-    def send_all(self, obj: Any, dests: Collection[int], kind: int, tag: int, what: str) -> None:
+    def send_all(self, obj: Any, dests: Collection[int], kind: int, tag: int, what: str, *, lazy: bool = False) -> None:
         """Sends ``obj`` to every (other) rank in ``dests`` and waits until it has left (see :meth:`post`).
 
         An object without out-of-band buffers is one frame: once a socket has
-        taken all of it, that send is over, with no pending-send bookkeeping.
+        taken all of it, that send is over, with no pending-send bookkeeping
+        (``lazy`` only matters for buffers).
         """
         encoded = encode(obj, what)
         if encoded.buffers:
-            self.wait_sent(self.post(obj, dests, kind, tag, what, encoded=encoded))
+            self.wait_sent(self.post(obj, dests, kind, tag, what, lazy=lazy, encoded=encoded))
             return
         token = next(self._tokens)
         frame = wire.pack(kind, tag=tag, epoch=self.epoch, token=token, flags=encoded.flags, body=encoded.body)
@@ -218,16 +219,30 @@ class Endpoint:
 
     # ------------------------------------------------------------------ receiving
 
-    def receive(
-        self, source: int, kind: int, tag: int, what: str, *, lazy: bool = False, spin: bool = True
-    ) -> Incoming:
+    def receive(self, source: int, kind: int, tag: int, what: str, *, lazy: bool = False) -> Incoming:
         """Waits for the next message from ``source`` with ``kind`` and ``tag``.
 
         With ``lazy``, a message whose buffers are still in the sender's memory
         is returned as it is; the caller pulls them with :meth:`pull_into`.
-        Without ``spin`` a collective's message is never polled for first.
+
+        A collective's small message (one frame, no buffers) that arrives
+        while this process polls for it (:attr:`spin`) is read straight from
+        the socket (:meth:`Loop.take_small`), with no mailbox or wait loop.
         """
         key = (source, kind, tag)
+        spin = self.spin if kind == wire.Kind.COLL else 0.0
+        if spin and not self.mail.holds(key):
+            until = time.perf_counter() + spin
+            take, epoch = self.loop.take_small, self.epoch
+            while True:
+                body = take(source, kind, tag, epoch)
+                if body is not None:
+                    frame = wire.Frame(kind, 0, tag, epoch, 0, [])
+                    frame.body = body
+                    return Incoming(source, frame, self.mail.stamp())
+                if self.mail.holds(key) or time.perf_counter() >= until:
+                    break
+            spin = 0.0
 
         def arrived() -> bool:
             head = self.mail.head(key, self.epoch)
@@ -235,26 +250,11 @@ class Endpoint:
                 return False
             return head.ready or (lazy and head.targets is None and bool(head.frame.flags & wire.FLAG_LAZY))
 
-        self.wait(arrived, (source,), what, spin=self.spin if spin and kind == wire.Kind.COLL else 0.0)
+        self.wait(arrived, (source,), what, spin=spin)
         return self.mail.pop(key)
 
     def recv(self, source: int, kind: int, tag: int, what: str) -> Any:
-        """Waits for the next object from ``source`` with ``kind`` and ``tag``.
-
-        A collective's small message that arrives while this process polls
-        for it (:attr:`spin`) is read and unpickled straight from the socket
-        (:meth:`Loop.take_small`), with no frame, mailbox or wait bookkeeping.
-        """
-        if kind == wire.Kind.COLL and self.spin and not self.mail.holds((source, kind, tag)):
-            until = time.perf_counter() + self.spin
-            take, epoch = self.loop.take_small, self.epoch
-            while True:
-                body = take(source, kind, tag, epoch)
-                if body is not None:
-                    return decode(0, body, [], f"the message from rank {source} ({what})", source)
-                if self.mail.holds((source, kind, tag)) or time.perf_counter() >= until:
-                    break
-            return self.receive(source, kind, tag, what, spin=False).value(f"the message from rank {source} ({what})")
+        """Waits for the next object from ``source`` with ``kind`` and ``tag``."""
         return self.receive(source, kind, tag, what).value(f"the message from rank {source} ({what})")
 
     def recv_any(self, kind: int, tag: int, what: str, block: bool = True) -> tuple[int, Any] | None:
