@@ -206,3 +206,32 @@ def test_collectives_of_spinning_processes_mix_with_messages_of_other_tags(monke
     par = MultiprocessingParallelizer(nprocs=2, start_method="fork")
     assert par.run(_spins) == [SPIN_WAIT, SPIN_WAIT]
     assert par.run(_collectives_and_messages) == [[], []]
+
+
+def _late_rank_one(parallelizer):
+    if parallelizer.id == 1:
+        time.sleep(3)
+    return parallelizer.allreduce(1)
+
+
+def _rank_one_dies(parallelizer):
+    import os
+
+    if parallelizer.id == 1:
+        os._exit(7)
+    return parallelizer.allreduce(1)
+
+
+def test_a_polling_process_still_reports_a_timeout_and_a_dead_peer(monkeypatch):
+    from parallelizer import WorkerTerminatedError
+
+    monkeypatch.setattr(env, "usable_cpus", lambda: 2)
+    with MultiprocessingParallelizer(nprocs=2, start_method="fork", timeout=0.5) as par:
+        assert par.run(_spins) == [SPIN_WAIT, SPIN_WAIT]
+        with pytest.raises(TimeoutError, match=r"rank 0 waited more than 0.5 s in allreduce\(\) for rank\(s\) 1"):
+            par.run(_late_rank_one)
+    with (
+        MultiprocessingParallelizer(nprocs=2, start_method="fork") as par,
+        pytest.raises(WorkerTerminatedError, match="rank 1"),
+    ):
+        par.run(_rank_one_dies)

@@ -38,11 +38,13 @@ kernel stops short of 2 GiB anyway)."""
 
 SPIN_WAIT = 100e-6
 """Multiprocessing: seconds a process waiting for a collective's message keeps
-polling its sockets before it sleeps in ``poll``, when every process of the
-group has a CPU of its own (a sleeping process wakes up slowly: on this
-project's 2-core VM an allreduce of an int took 190 us sleeping, 120 us
-polling first). Oversubscribed groups never spin: a spinning process would
-take the CPU the process it waits for needs."""
+polling its sockets before it sleeps in ``poll``, when the group has no more
+processes than this process has usable CPUs (a sleeping process wakes up
+slowly: on this project's 2-core VM an allreduce of an int took 190 us
+sleeping, 120 us polling first). A group with more processes than CPUs never
+polls so: a polling process would take the CPU the process it waits for
+needs. (Other load on the machine is not looked at; each wait polls at most
+this long.)"""
 
 SOCKET_READ = 256 << 10
 """Multiprocessing: bytes asked of one ``recv`` while parsing small frames."""

@@ -142,7 +142,11 @@ class FrameReader:
         self._advance(deliver)
 
     def feed(self, data: bytes | memoryview, deliver: Callable[[Frame], None]) -> None:
-        """Takes bytes read from the socket; calls ``deliver`` per complete frame."""
+        """Takes bytes read from the socket; calls ``deliver`` per complete frame.
+
+        ``data`` is copied before any frame is delivered: it may be a view of a
+        buffer the next read reuses (a ``deliver`` may itself read sockets).
+        """
         self._buf += data
         self._advance(deliver)
 
