@@ -235,3 +235,24 @@ def test_a_polling_process_still_reports_a_timeout_and_a_dead_peer(monkeypatch):
         pytest.raises(WorkerTerminatedError, match="rank 1"),
     ):
         par.run(_rank_one_dies)
+
+
+def _broadcasts_after_a_queued_one(parallelizer):
+    """Rank 1 finds broadcast 1 in its mailbox (read during another wait) and broadcast 2 alone in its socket."""
+    if parallelizer.id == 0:
+        parallelizer.broadcast(1)
+        parallelizer.send("go", dest=1, tag=5)
+        parallelizer.recv(source=1, tag=6)
+        parallelizer.broadcast(2)
+        return None
+    parallelizer.recv(source=0, tag=5)  # broadcast 1 arrives first and is queued
+    parallelizer.send("ready", dest=0, tag=6)
+    time.sleep(0.05)  # broadcast 2 is then alone in the socket
+    return [parallelizer.broadcast(None), parallelizer.broadcast(None)]
+
+
+def test_a_queued_collective_message_is_not_overtaken_by_one_in_the_socket(monkeypatch):
+    monkeypatch.setattr(env, "usable_cpus", lambda: 2)
+    par = MultiprocessingParallelizer(nprocs=2, start_method="fork")
+    got = par.run(lambda parallelizer: parallelizer.gather(_broadcasts_after_a_queued_one(parallelizer)))
+    assert got == [None, [1, 2]]

@@ -208,7 +208,7 @@ class Endpoint:
             if end is None or channel is None:
                 self.protocol.dead_peer(dest)  # as post: the waits that follow report it
             elif channel.sent < end:  # the socket is full: the rest leaves while we wait, as post's do
-                pending = pending or PendingSend(token, encoded, [], False)
+                pending = pending or PendingSend(token, encoded, [], lazy)  # lazy: waits name the receivers
                 pending.deliveries[dest] = Delivery(channel, end, False)
         if pending is not None:
             self.wait_sent(pending)

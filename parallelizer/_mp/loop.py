@@ -147,6 +147,8 @@ class Loop:
                 self._read(ready)
             if events & _OUT and not ready.closed:
                 self._flush(ready)
+                if not ready.outq and not ready.closed:
+                    self._set_mask(ready, _IN)  # all written: poll need not report it writable again
 
     def take_small(self, rank: int, kind: int, tag: int, epoch: int) -> bytes | None:
         """The body of one small frame from ``rank``, straight from its socket, when that is all that came.
