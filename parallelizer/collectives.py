@@ -75,8 +75,7 @@ class Collectives(Transport):
             >>> SerialNonParallelizer().broadcast({"step": 1})
             {'step': 1}
         """
-        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
-            root = checks.check_rank(root, self.nprocs, "root")
+        root = self._root(root)
         if self._debug:
             self._check_collective(_named("broadcast", out), root)
         if out is not outbuf.NOT_GIVEN:
@@ -110,8 +109,7 @@ class Collectives(Transport):
             >>> SerialNonParallelizer().scatter(range(4))
             [0, 1, 2, 3]
         """
-        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
-            root = checks.check_rank(root, self.nprocs, "root")
+        root = self._root(root)
         data, refusal = checks.check_root_data(data, "data") if self.id == root else (data, None)
         if self._debug:
             self._check_collective(_named("scatter", out), root)
@@ -142,8 +140,7 @@ class Collectives(Transport):
             >>> SerialNonParallelizer().gather(7)
             [7]
         """
-        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
-            root = checks.check_rank(root, self.nprocs, "root")
+        root = self._root(root)
         if self._debug:
             self._check_collective(_named("gather", out), root)
         if out is outbuf.NOT_GIVEN:
@@ -188,8 +185,7 @@ class Collectives(Transport):
             5
         """
         func = semantics.resolve_op(op)
-        if type(root) is not int or root != 0:  # root 0 is always a rank: no further check
-            root = checks.check_rank(root, self.nprocs, "root")
+        root = self._root(root)
         if self._debug:
             self._check_collective(_named("reduce", out), root)
         if out is outbuf.NOT_GIVEN:
@@ -214,6 +210,12 @@ class Collectives(Transport):
         if out is outbuf.NOT_GIVEN:
             return self._allreduce(obj, op, func)
         return self._receive_into(out, self._allreduce_into(obj, op, func, out), "allreduce")
+
+    def _root(self, root: object) -> int:
+        """``root`` checked against the group; root 0, the default, is always a rank (no property, no call)."""
+        if type(root) is int and root == 0:
+            return 0
+        return checks.check_rank(root, self.nprocs, "root")
 
     # Receiving into out=: a backend that can receive straight into ``out`` overrides
     # these and returns outbuf.Written; by default the result arrives as usual and

@@ -287,7 +287,7 @@ class Collectives:
         if found.inline:  # small objects: the exchange was the whole gather
             if self.rank != root:
                 return None
-            return [obj if rank == root else slot.value for rank, slot in enumerate(found.slots)]
+            return found.values(obj, root)
         return self._gather_round(obj, root, found, into, target)
 
     def gather_plain(self, obj: Any, root: int) -> Any:
@@ -327,7 +327,7 @@ class Collectives:
             return listed
         found = listed
         if found.inline:
-            return [obj if rank == self.rank else slot.value for rank, slot in enumerate(found.slots)]
+            return found.values(obj, self.rank)
         layout = plans.concat_layout(found)
         if layout is None:
             parts = self.gather_list(obj, 0, found)
@@ -390,8 +390,9 @@ class Collectives:
         if found.inline:
             if not receives:
                 return None
-            values = [obj if rank == self.rank else slot.value for rank, slot in enumerate(found.slots)]
-            return semantics.fold(values, func, call)  # the same values everywhere: all raise alike
+            return semantics.fold(
+                found.values(obj, self.rank), func, call
+            )  # the same values everywhere: all raise alike
         native: tuple[Any, Any] | None = None
         if isinstance(op, str):
             native = found.memo.get(("native", op), _UNKNOWN)

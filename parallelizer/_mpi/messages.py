@@ -216,14 +216,9 @@ class Broadcaster:
     def bcast(self, obj: Any, root: int) -> Any:
         """Root's ``obj`` on every rank (root gets ``obj`` itself)."""
         if self.rank == root:
-            if type(obj) in _slots.SMALL_TYPES:  # a number, the most frequent: one pickle, one Bcast
-                data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-                if HEADER.size + len(data) <= BLOCK:
-                    HEADER.pack_into(self._block, 0, 0, 0, 0, len(data))
-                    self._block[HEADER.size : HEADER.size + len(data)] = data
-                    self.comm.Bcast(self._spec, root)
-                    return obj
-            self._send(obj, root, f"the object broadcast from rank {root}")
+            number = type(obj) in _slots.SMALL_TYPES  # the most frequent: one pickle, one Bcast
+            if not (number and self._bcast_pickle(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), root)):
+                self._send(obj, root, f"the object broadcast from rank {root}")
             return obj
         self.comm.Bcast(self._spec, root)
         flags, layout, nbufs, body_len = HEADER.unpack_from(self._block, 0)
@@ -262,6 +257,15 @@ class Broadcaster:
         bcast_bytes(self.comm, _codec.raw_bytes(array), root)
         return array
 
+    def _bcast_pickle(self, body: bytes, root: int) -> bool:
+        """Broadcasts a plain pickle in the first block alone; ``False`` (nothing sent) if it does not fit."""
+        if HEADER.size + len(body) > BLOCK:
+            return False
+        HEADER.pack_into(self._block, 0, 0, 0, 0, len(body))
+        self._block[HEADER.size : HEADER.size + len(body)] = body
+        self.comm.Bcast(self._spec, root)
+        return True
+
     def _send(self, obj: Any, root: int, what: str) -> None:
         block = self._block
         encoded = None
@@ -273,10 +277,7 @@ class Broadcaster:
                 body = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL, buffer_callback=self._out_of_band)
             except Exception:
                 body = None
-            if body is not None and not self._oob and HEADER.size + len(body) <= BLOCK:
-                HEADER.pack_into(block, 0, 0, 0, 0, len(body))
-                block[HEADER.size : HEADER.size + len(body)] = body
-                self.comm.Bcast(self._spec, root)
+            if body is not None and not self._oob and self._bcast_pickle(body, root):
                 return
             if body is not None:
                 encoded = _codec.Encoded(0, body, list(self._oob))

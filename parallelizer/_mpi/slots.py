@@ -92,6 +92,10 @@ class Round:
         self.inline = all(inline)
         self.reusable = not any(inline)
 
+    def values(self, mine: Any, rank: int) -> list[Any]:
+        """Every rank's inline object, in rank order, ``mine`` itself for ``rank`` (an all-``INLINE`` round)."""
+        return [mine if index == rank else slot.value for index, slot in enumerate(self.slots)]
+
 
 def _looks_small(obj: object) -> bool:
     """Cheap guess whether ``obj`` pickles into a slot (never pickles big things)."""
@@ -226,13 +230,8 @@ class SlotExchange:
 
     def _encode(self, obj: Any, out: tuple[Any, ...] | None, empty: bool) -> Slot:
         """Fills ``_mine``; the bytes of an array described the call before are still there."""
-        if type(obj) in SMALL_TYPES and out is None and not empty:  # a number, the most frequent: at once
-            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-            if len(data) <= _PAYLOAD:
-                self._last_key = None
-                _HEAD.pack_into(self._mine, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
-                self._mine[_HEAD.size : _HEAD.size + len(data)] = data
-                return Slot(INLINE, obj)
+        if type(obj) in SMALL_TYPES and out is None and not empty and self._write_number(obj):
+            return Slot(INLINE, obj)
         last = self._last_key  # (type, dtype, shape, out) of the array described last, or (None, None, None, out)
         if last is not None:
             if empty:
@@ -247,6 +246,16 @@ class SlotExchange:
             self._last_key = (None, None, None, out) if mine.kind == EMPTY else None
         self._last_slot = mine
         return mine
+
+    def _write_number(self, obj: Any) -> bool:
+        """Writes a number's ``INLINE`` slot into ``_mine`` at once; ``False`` (nothing written) if it is too long."""
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        if len(data) > _PAYLOAD:
+            return False
+        self._last_key = None  # _mine no longer holds the array described last
+        _HEAD.pack_into(self._mine, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
+        self._mine[_HEAD.size : _HEAD.size + len(data)] = data
+        return True
 
     def exchange(self, obj: Any, out: tuple[Any, ...] | None = None, *, empty: bool = False) -> Round:
         """Every rank's :class:`Slot`, in rank order (this rank's from ``obj`` itself).
@@ -269,28 +278,17 @@ class SlotExchange:
         numbers, the most frequent, is read straight from the bytes, with no
         :class:`Slot` or :class:`Round`.
         """
-        if type(obj) in SMALL_TYPES:  # a number: at once
-            data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-            if len(data) <= _PAYLOAD:
-                self._last_key = None
-                mine_bytes = self._mine
-                _HEAD.pack_into(mine_bytes, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
-                mine_bytes[_HEAD.size : _HEAD.size + len(data)] = data
-                self.comm.Allgather(self._mine_spec, self._all_spec)
-                if self._all[::SLOT].count(INLINE) == self.size:  # every rank's object is in its slot
-                    me = self.rank
-                    return [
-                        obj
-                        if rank == me
-                        else pickle.loads(view[_HEAD.size : _HEAD.size + _LENGTH.unpack_from(view, 2)[0]])
-                        for rank, view in enumerate(self._views)
-                    ]
-                return self._round(Slot(INLINE, obj))  # (not all inline: never a list)
+        if type(obj) in SMALL_TYPES and self._write_number(obj):  # a number: at once
+            self.comm.Allgather(self._mine_spec, self._all_spec)
+            if self._all[::SLOT].count(INLINE) == self.size:  # every rank's object is in its slot
+                me = self.rank
+                return [
+                    obj if rank == me else pickle.loads(view[_HEAD.size : _HEAD.size + _LENGTH.unpack_from(view, 2)[0]])
+                    for rank, view in enumerate(self._views)
+                ]
+            return self._round(Slot(INLINE, obj))  # (not all inline: never a list)
         found = self.exchange(obj)
-        if found.inline:
-            me = self.rank
-            return [obj if rank == me else slot.value for rank, slot in enumerate(found.slots)]
-        return found
+        return found.values(obj, self.rank) if found.inline else found
 
     def _round(self, mine: Slot) -> Round:
         """The :class:`Round` of the bytes the last ``Allgather`` brought (``mine``: this rank's slot)."""
