@@ -127,16 +127,21 @@ def _sequence_body(seed, parallelizer):
     return parallelizer.allgather([problem for problem in problems if problem is not None])
 
 
+def _assert_no_problems(par, body, *args):
+    """Runs ``body`` on every process; each returns the allgathered list of every process's problems."""
+    got = spmd(par, body, *args)
+    if par.on_main:
+        assert got == [[]] * par.nprocs, got
+
+
 @pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_sequences_of_collectives_give_what_fresh_calls_give(par, seed, debug):
     if debug:
         with debug_twin(par) as twin:
-            got = spmd(twin, _sequence_body, seed)
+            _assert_no_problems(twin, _sequence_body, seed)
     else:
-        got = spmd(par, _sequence_body, seed)
-    if par.on_main:
-        assert got == [[]] * par.nprocs, got
+        _assert_no_problems(par, _sequence_body, seed)
 
 
 def _same_bytes_body(parallelizer):
@@ -160,9 +165,7 @@ def _same_bytes_body(parallelizer):
 
 
 def test_calls_whose_descriptions_are_alike_are_not_confused(par):
-    got = spmd(par, _same_bytes_body)
-    if par.on_main:
-        assert got == [[]] * par.nprocs, got
+    _assert_no_problems(par, _same_bytes_body)
 
 
 def _fresh_values_body(parallelizer):
@@ -192,9 +195,7 @@ def _fresh_values_body(parallelizer):
 def test_small_objects_gathered_again_are_new_objects(par):
     if par.nprocs == 1:
         pytest.skip("one process gathers no other process's objects (its array alone is the result)")
-    got = spmd(par, _fresh_values_body)
-    if par.on_main:
-        assert got == [[]] * par.nprocs, got
+    _assert_no_problems(par, _fresh_values_body)
 
 
 def _alternating_body(parallelizer):
@@ -213,9 +214,7 @@ def _alternating_body(parallelizer):
 
 
 def test_a_scatter_between_gathers_does_not_change_what_a_rank_describes(par):
-    got = spmd(par, _alternating_body)
-    if par.on_main:
-        assert got == [[]] * par.nprocs, got
+    _assert_no_problems(par, _alternating_body)
 
 
 def _pair(a, b):
@@ -274,6 +273,4 @@ def _mixed_body(parallelizer):
 
 
 def test_numbers_beside_other_objects_give_what_the_contract_says(par):
-    got = spmd(par, _mixed_body)
-    if par.on_main:
-        assert got == [[]] * par.nprocs, got
+    _assert_no_problems(par, _mixed_body)
