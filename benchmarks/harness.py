@@ -255,6 +255,12 @@ def measure(
     return samples
 
 
+ALONE = " (alone after a barrier)"
+"""Suffix of a case timed one call at a time (:func:`measure_alone`)."""
+LOOP = " (in a loop)"
+"""Suffix of the same case timed in a loop (:func:`measure`)."""
+
+
 def measure_alone(
     cases: dict[str, Callable[[], Any]],
     *,

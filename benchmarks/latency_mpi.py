@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .context import mpi_entry_point
-from .harness import MiB, Report, measure, measure_alone, mpi_job
+from .harness import ALONE, LOOP, MiB, Report, measure, measure_alone, mpi_job
 
 MODULE = "benchmarks.latency_mpi"
 NPROCS = 2
@@ -82,8 +82,6 @@ def _int_cases(par: Any, comm: Any, MPI: Any) -> dict[str, dict[str, Callable[[]
     }
 
 
-ALONE = " (alone after a barrier)"
-LOOP = " (in a loop)"
 ALONE_TARGET = 1.1
 BARRIER_TARGET = 1.05
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import entry_point, find_mpiexec, forward_args, launch, mpi_command, relative
-from .harness import Report, measure, measure_alone, read_json, write_json
+from .harness import ALONE, LOOP, Report, measure, measure_alone, read_json, write_json
 
 MODULE = "benchmarks.small_local"
 NPROCS = (2, 3, 4)
@@ -40,8 +40,6 @@ TARGET = 2.0
 """Issue 15: allreduce of an int on 2 local processes, one call alone, at most 2x MPICH's cost."""
 TARGET_OP = "allreduce int"
 TARGET_NPROCS = 2
-ALONE = " (alone after a barrier)"
-LOOP = " (in a loop)"
 OURS = "ours (multiprocessing)"
 PEERS = {
     "allreduce int": "MPICH allreduce",
