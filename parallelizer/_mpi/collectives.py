@@ -210,9 +210,7 @@ class Collectives:
                 mine = semantics.root_block(data, *bounds[root])
                 if into:
                     self.agree_out(None if out is None else outbuf.unfit(out, mine.shape, mine.dtype), "scatter")
-                row = data.dtype.itemsize * plans.rows(data.shape[1:])
-                counts = [(stop - start) * row for start, stop in bounds]
-                displs = [start * row for start, _ in bounds]
+                counts, displs = plans.block_bytes(bounds, data.dtype, data.shape[1:])
                 sendbuf = messages.c_bytes(data)
                 if plans.counts_fit(counts, displs):
                     self.comm.Scatterv([sendbuf, counts, displs, MPI.BYTE], MPI.IN_PLACE, root)
@@ -243,15 +241,14 @@ class Collectives:
         if header[0] == "objects":
             return messages.recv_obj(self.comm, root, CollTag.SCATTER, "scatter")[1]
         _, dtype, trailing, length = header
-        start, stop = semantics.block_bounds(length, self.size)[self.rank]
+        bounds = semantics.block_bounds(length, self.size)
+        start, stop = bounds[self.rank]
         shape = (stop - start, *trailing)
         if into:
             self.agree_out(None if out is None else outbuf.unfit(out, shape, dtype), "scatter")
         block = out if into and out is not None else _memory.empty(shape, dtype)
         view = _codec.raw_bytes(block)
-        row = dtype.itemsize * plans.rows(trailing)
-        counts = [(b - a) * row for a, b in semantics.block_bounds(length, self.size)]
-        displs = [a * row for a, _ in semantics.block_bounds(length, self.size)]
+        counts, displs = plans.block_bytes(bounds, dtype, trailing)
         if plans.counts_fit(counts, displs):
             self.comm.Scatterv(None, [view, MPI.BYTE], root)
         else:

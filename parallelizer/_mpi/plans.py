@@ -37,6 +37,12 @@ def rows(trailing: tuple[int, ...]) -> int:
     return count
 
 
+def block_bytes(bounds: list[tuple[int, int]], dtype: Any, trailing: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """The byte counts and displacements of a scattered array's row blocks ``bounds``."""
+    row = dtype.itemsize * rows(trailing)
+    return [(stop - start) * row for start, stop in bounds], [start * row for start, _ in bounds]
+
+
 def same_dtype_plan(found: list[Slot]) -> semantics.ConcatPlan | None:
     """The concat plan when every rank sent an array of the result's dtype."""
     if not all(slot.kind == ARRAY for slot in found):
@@ -78,9 +84,7 @@ class ScatterPlan:
         meta = head.value
         self.head = head
         self.bounds = semantics.block_bounds(meta.shape[0], size)
-        row = meta.dtype.itemsize * rows(meta.shape[1:])
-        self.counts = [(stop - start) * row for start, stop in self.bounds]
-        self.displs = [start * row for start, _ in self.bounds]
+        self.counts, self.displs = block_bytes(self.bounds, meta.dtype, meta.shape[1:])
         self.fits = counts_fit(self.counts, self.displs)
 
 
