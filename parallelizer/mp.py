@@ -262,6 +262,19 @@ class MultiprocessingParallelizer(Parallelizer):
     def _gather(self, obj: Any, root: int) -> Any:
         return collectives.gather(self._ep(), obj, root)
 
+    def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
+        endpoint = self._ep()
+        if endpoint.nprocs == 2 and endpoint.polls:
+            return collectives.allreduce_pair(endpoint, obj, func, self._caller or "allreduce()")
+        return super()._allreduce(obj, op, func)
+
+    def _barrier(self) -> None:
+        endpoint = self._ep()
+        if endpoint.polls:
+            collectives.barrier(endpoint, self._caller or "barrier()")
+        else:
+            super()._barrier()
+
     def _emit(self, text: str, file: TextIO | None) -> None:
         if self._endpoint is not None and file is None:  # a worker: main prints it
             self._endpoint.control(0, wire.Kind.PRINT, body=text.encode("utf-8"))

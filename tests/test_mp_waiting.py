@@ -127,9 +127,9 @@ def test_one_whole_frame_of_what_is_waited_for_is_taken_straight_from_the_socket
         _frame(epoch=2),  # another run
         _frame(kind=wire.Kind.USER),  # a user message
         _frame(flags=wire.FLAG_LAZY),  # flags: the general path decides
-        _frame(body=b"one") + _frame(body=b"two"),  # two frames at once
+        _frame(tag=4) + _frame(body=b"two"),  # another tag first, then what is waited for
     ],
-    ids=["tag", "epoch", "kind", "flags", "two frames"],
+    ids=["tag", "epoch", "kind", "flags", "another first"],
 )
 def test_anything_else_goes_to_the_frame_handler_whole_and_in_order(data):
     peer = _Peer()
@@ -139,6 +139,26 @@ def test_anything_else_goes_to_the_frame_handler_whole_and_in_order(data):
     reader = wire.FrameReader(lambda frame, index: None)
     reader.feed(data, lambda frame: expected.append((frame.kind, frame.tag, frame.epoch, bytes(frame.body))))
     assert peer.frames == expected
+    peer.close()
+
+
+@pytest.mark.parametrize("cut", [0, 1, 30], ids=["whole frames after it", "then 1 byte", "then 30 bytes"])
+def test_what_is_waited_for_is_taken_and_the_frames_sent_after_it_go_to_the_frame_handler(cut):
+    """Frames sent after the one waited for come in the same read: they are handled, in order, after it."""
+    peer = _Peer()
+    later = _frame(body=b"two") + _frame(kind=wire.Kind.USER, tag=7, body=b"three") + _frame(body=b"four")
+    head, tail = later[: len(later) - cut], later[len(later) - cut :]
+    peer.theirs.sendall(_frame(body=b"one") + head)
+    assert peer.take() == b"one"
+    peer.loop.pump(block=False)
+    whole = 3 if not cut else 2
+    assert peer.frames == [(wire.Kind.COLL, 3, 1, b"two"), (wire.Kind.USER, 7, 1, b"three")][:whole] + (
+        [(wire.Kind.COLL, 3, 1, b"four")] if not cut else []
+    )
+    if cut:
+        peer.theirs.sendall(tail)  # the rest of a frame half-read: the reader completes it
+        assert peer.take(tries=5) is None
+        assert peer.frames[-1] == (wire.Kind.COLL, 3, 1, b"four")
     peer.close()
 
 

@@ -44,7 +44,9 @@ slowly: on this project's 2-core VM an allreduce of an int took 190 us
 sleeping, 120 us polling first). A group with more processes than CPUs never
 polls so: a polling process would take the CPU the process it waits for
 needs. (Other load on the machine is not looked at; each wait polls at most
-this long.)"""
+this long.) Main decides for the whole group and tells the workers; the same
+choice also picks the barrier and allreduce algorithms where every process
+sends at once (see ``parallelizer._mp.collectives``)."""
 
 SOCKET_READ = 256 << 10
 """Multiprocessing: bytes asked of one ``recv`` while parsing small frames."""

@@ -22,3 +22,5 @@ class CollTag(enum.IntEnum):
     MAP_RESULT = 6
     SESSION = 7  # client/server sessions: parallelizer._pool.messages
     DEBUG = 8
+    BARRIER = 9  # multiprocessing's barrier between processes that each have a CPU
+    EXCHANGE = 10  # multiprocessing's allreduce between two processes that each have a CPU

@@ -57,6 +57,30 @@ class Channel:
                 self.queued += view.nbytes
         return self.queued
 
+    def write(self, frame: bytes) -> int:
+        """Queues one whole frame and writes what the socket takes now; returns where it ends.
+
+        With nothing queued before it (the usual case for a small message),
+        the frame goes straight to the socket, with no queue entry unless the
+        socket takes only part of it.
+
+        Raises:
+            OSError: The peer closed its end (``BrokenPipeError`` and the like).
+        """
+        if self.outq:
+            end = self.enqueue([frame])
+            self.flush()
+            return end
+        self.queued += len(frame)
+        try:
+            count = self.sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            count = 0
+        self.sent += count
+        if count < len(frame):
+            self.outq.append(memoryview(frame)[count:])
+        return self.queued
+
     def flush(self) -> None:
         """Writes as much of the queue as the socket takes without blocking.
 

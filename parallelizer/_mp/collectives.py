@@ -7,10 +7,28 @@
 * ``gather``: when the parts concatenate (see ``semantics.concat_plan``),
   root allocates the result and pulls each part straight into its slice, in
   threads, while it copies its own part: one copy per byte, in parallel.
+
+When every process has a CPU of its own (:attr:`Endpoint.polls`, the same on
+every process), waiting processes are awake, and two collectives use
+algorithms where processes send at once instead of through rank 0:
+
+* ``barrier``: the dissemination barrier. In round ``k`` each process
+  signals rank ``+2**k`` and waits for rank ``-2**k`` (modulo the size);
+  after ``ceil(log2(nprocs))`` rounds every process has heard, through some
+  chain, from every other, so all leave at about the same time (the linear
+  barrier lets rank 0 go one message earlier than the rest).
+* ``allreduce`` on two processes: each sends its value to the other, and both
+  fold the two in rank order: one message's time instead of two, the same
+  result on both, and the op is called on both.
+
+A group with more processes than CPUs keeps the linear algorithms: there a
+process waits for the scheduler rather than for the wire, and more messages
+cost more.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import semantics
@@ -103,3 +121,25 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
 def _value(endpoint: Endpoint, inc: Incoming) -> Any:
     endpoint.complete(inc)
     return inc.value(f"the object gathered from rank {inc.source}")
+
+
+def barrier(endpoint: Endpoint, what: str = "barrier()") -> None:
+    """The dissemination barrier over ``endpoint`` (see the module docstring); ``what`` names the call."""
+    rank, nprocs = endpoint.rank, endpoint.nprocs
+    step = 1
+    while step < nprocs:
+        endpoint.send_all(None, ((rank + step) % nprocs,), wire.Kind.COLL, CollTag.BARRIER, "a barrier's signal")
+        endpoint.recv((rank - step) % nprocs, wire.Kind.COLL, CollTag.BARRIER, what)
+        step *= 2
+
+
+def allreduce_pair(endpoint: Endpoint, obj: Any, func: Callable[[Any, Any], Any], what: str = "allreduce()") -> Any:
+    """``allreduce`` on a group of two: each sends ``obj`` to the other, then both fold in rank order.
+
+    An error of the fold (values it cannot combine) is raised on both, as
+    both fold the same values; nobody waits for a message that will not come.
+    """
+    other = 1 - endpoint.rank
+    endpoint.send_all(obj, (other,), wire.Kind.COLL, CollTag.EXCHANGE, "the object reduced")
+    theirs = endpoint.recv(other, wire.Kind.COLL, CollTag.EXCHANGE, what)
+    return semantics.fold([obj, theirs] if other else [theirs, obj], func, "allreduce")

@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import env
-from .._core.codec import Encoded, allocate_array, allocate_bytes, encode
+from .._core.codec import Encoded, allocate_array, allocate_bytes, decode, encode
 from .._core.limits import SPIN_WAIT
 from . import wire
 from .channel import Incoming
@@ -83,8 +83,19 @@ class Endpoint:
         self._tokens = itertools.count(1)
         self._threads: ThreadPoolExecutor | None = None
         self.timeout: float | None = None  # the longest one wait may take (seconds)
-        # how long a wait for a collective's message polls before it sleeps (0: never)
+        # how long a wait for a collective's message polls before it sleeps (0: never);
+        # main's value is sent to the workers, so every process of a group has the same
         self.spin = SPIN_WAIT if nprocs <= env.usable_cpus() else 0.0
+
+    @property
+    def polls(self) -> bool:
+        """Whether every process of the group has a CPU of its own, as main saw it at start.
+
+        Then waits poll before they sleep, and the collectives that gain from
+        it use algorithms where every process sends at once (see
+        :mod:`parallelizer._mp.collectives`); the same on every process.
+        """
+        return self.spin > 0.0
 
     @property
     def epoch(self) -> int:
@@ -229,20 +240,45 @@ class Endpoint:
         while this process polls for it (:attr:`spin`) is read straight from
         the socket (:meth:`Loop.take_small`), with no mailbox or wait loop.
         """
-        key = (source, kind, tag)
         spin = self.spin if kind == wire.Kind.COLL else 0.0
-        if spin and not self.mail.holds(key):
-            until = time.perf_counter() + spin
-            take, epoch = self.loop.take_small, self.epoch
-            while True:
-                body = take(source, kind, tag, epoch)
-                if body is not None:
-                    frame = wire.Frame(kind, 0, tag, epoch, 0, [])
-                    frame.body = body
-                    return Incoming(source, frame, self.mail.stamp())
-                if self.mail.holds(key) or time.perf_counter() >= until:
-                    break
-            spin = 0.0
+        if spin:
+            body = self._take_small(source, kind, tag)
+            if body is not None:
+                frame = wire.Frame(kind, 0, tag, self.epoch, 0, [])
+                frame.body = body
+                return Incoming(source, frame, self.mail.stamp())
+        return self._wait_for(source, kind, tag, what, lazy)
+
+    def recv(self, source: int, kind: int, tag: int, what: str) -> Any:
+        """Waits for the next object from ``source`` with ``kind`` and ``tag``."""
+        if kind == wire.Kind.COLL and self.spin:
+            body = self._take_small(source, kind, tag)
+            if body is not None:
+                return decode(0, body, [], f"the message from rank {source} ({what})", source)
+        return self._wait_for(source, kind, tag, what).value(f"the message from rank {source} ({what})")
+
+    def _take_small(self, source: int, kind: int, tag: int) -> bytes | None:
+        """Polls up to :attr:`spin` seconds for a small frame read straight from the socket (see :meth:`receive`).
+
+        Returns:
+            Its body, or ``None`` if an earlier message with this key is
+            queued, or another kind of frame, or nothing, came meanwhile.
+        """
+        key = (source, kind, tag)
+        if self.mail.holds(key):
+            return None
+        until = time.perf_counter() + self.spin
+        take, epoch = self.loop.take_small, self.epoch
+        while True:
+            body = take(source, kind, tag, epoch)
+            if body is not None:
+                return body
+            if self.mail.holds(key) or time.perf_counter() >= until:
+                return None
+
+    def _wait_for(self, source: int, kind: int, tag: int, what: str, lazy: bool = False) -> Incoming:
+        """The next message with this key, through the mailbox (waits as :meth:`wait` does)."""
+        key = (source, kind, tag)
 
         def arrived() -> bool:
             head = self.mail.head(key, self.epoch)
@@ -250,12 +286,10 @@ class Endpoint:
                 return False
             return head.ready or (lazy and head.targets is None and bool(head.frame.flags & wire.FLAG_LAZY))
 
+        # a queued message may still be pulling its buffers: poll for them first
+        spin = self.spin if kind == wire.Kind.COLL and self.mail.holds(key) else 0.0
         self.wait(arrived, (source,), what, spin=spin)
         return self.mail.pop(key)
-
-    def recv(self, source: int, kind: int, tag: int, what: str) -> Any:
-        """Waits for the next object from ``source`` with ``kind`` and ``tag``."""
-        return self.receive(source, kind, tag, what).value(f"the message from rank {source} ({what})")
 
     def recv_any(self, kind: int, tag: int, what: str, block: bool = True) -> tuple[int, Any] | None:
         """The earliest arrived object with ``kind`` and ``tag`` from any other rank."""

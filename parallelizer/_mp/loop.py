@@ -107,6 +107,12 @@ class Loop:
         channel = self.channels.get(rank)
         if channel is None or channel.closed:
             return None
+        if len(parts) == 1 and type(parts[0]) is bytes:  # one small frame, as most are
+            try:
+                return channel.write(parts[0])
+            except OSError:
+                self._closed(channel)
+                return channel.queued
         end = channel.enqueue(parts)
         self._flush(channel)
         return end
@@ -155,9 +161,10 @@ class Loop:
 
         A fast path for a process waiting for one collective's message: when
         ``poll`` reports ``rank``'s socket alone, with no frame half-read, and
-        what it holds is exactly one whole frame of ``kind``, ``tag`` and
-        ``epoch`` with no buffers and no flags, its body comes back, and no
-        other state changes. Anything else is handled as :meth:`pump` handles
+        what it holds begins with one whole frame of ``kind``, ``tag`` and
+        ``epoch`` with no buffers and no flags, its body comes back; the bytes
+        after it (frames sent later) go to the frame reader, as :meth:`pump`
+        would handle them. Anything else is handled as :meth:`pump` handles
         it, and ``None`` comes back (also when nothing has come yet).
         """
         channel = self.channels.get(rank)
@@ -180,19 +187,17 @@ class Loop:
             self._closed(channel)
             return None
         view = self._scratch[:count]
+        body: bytes | None = None
         if count >= wire.HEADER.size:
             got_kind, flags, nbufs, got_tag, got_epoch, _, body_len = wire.HEADER.unpack_from(view, 0)
-            if (
-                count == wire.HEADER.size + body_len
-                and got_kind == kind
-                and got_tag == tag
-                and got_epoch == epoch
-                and not flags
-                and not nbufs
-            ):
-                return bytes(view[wire.HEADER.size :])
+            end = wire.HEADER.size + body_len
+            if count >= end and got_kind == kind and got_tag == tag and got_epoch == epoch and not flags and not nbufs:
+                body = bytes(view[wire.HEADER.size : end])
+                if count == end:
+                    return body
+                view = view[end:]  # frames sent after it: handled as _read would, after it
         channel.reader.feed(view, lambda frame: self._on_frame(rank, frame))  # as _read would
-        return None
+        return body
 
     def close(self) -> None:
         """Closes every socket and stops watching the sentinels."""

@@ -8,6 +8,7 @@ on main, or aborts the MPI job), assertions about main's result after it.
 from __future__ import annotations
 
 import collections
+import time
 
 import numpy as np
 import pytest
@@ -347,6 +348,32 @@ def _barrier_body(parallelizer):
 
 def test_barrier_and_wait(par):
     assert par.run(_barrier_body) == ["after"] * par.nprocs
+
+
+LATE = 0.1
+"""Seconds one process sleeps before a barrier the others are already in."""
+
+
+def _barriers_with_one_late_process(parallelizer):
+    """Each rank in turn comes late; how long every process waited in each barrier."""
+    waited = []
+    parallelizer.barrier()  # every process has started func (workers may start later than main)
+    for late in range(parallelizer.nprocs):
+        if parallelizer.id == late:
+            time.sleep(LATE)
+        start = time.perf_counter()
+        parallelizer.barrier()
+        waited.append(time.perf_counter() - start)
+    return parallelizer.allgather(waited)
+
+
+def test_no_process_leaves_a_barrier_before_the_last_one_has_come(par):
+    """Whichever rank comes last, every other one waits for it (a lower bound: it cannot be faster)."""
+    waited = par.run(_barriers_with_one_late_process)
+    for rank, times in enumerate(waited):
+        for late, seconds in enumerate(times):
+            if late != rank:
+                assert seconds >= LATE / 2, f"rank {rank} left the barrier after {seconds:.3f} s; rank {late} came late"
 
 
 # ---------------------------------------------------------------- mixed sequences
