@@ -6,15 +6,15 @@ target, kept so that a change making 2 processes faster is seen if it makes
 oversubscribed runs slower):
 
 * ours: ``MultiprocessingParallelizer(nprocs=N)`` (main and N - 1 workers)
-  inside one ``run``: ``allreduce``, ``broadcast`` and ``gather`` of an int,
-  and ``barrier``; the workers stay alive across samples (``with par:``);
+  inside one ``run``: ``allreduce``, ``broadcast``, ``gather`` and
+  ``allgather`` of an int, and ``barrier``; the workers stay alive across samples (``with par:``);
 * MPICH: one ``mpiexec -n N`` job of mpi4py's lowercase ``allreduce``,
-  ``bcast`` and ``gather`` of the same int, and ``Barrier``. MPICH busy-polls
+  ``bcast``, ``gather`` and ``allgather`` of the same int, and ``Barrier``. MPICH busy-polls
   while it waits, so on fewer cores than ranks each call can wait for the
   scheduler: the oversubscribed jobs make fewer calls, under a timeout.
 
 Each is timed one call at a time, each call right after a barrier (how a
-solver calls them between other work), and in a loop; the four operations
+solver calls them between other work), and in a loop; the five operations
 take turns. Every sample is the slowest process's time per call. The N runs
 go one after the other: ours on N processes, then MPICH on N.
 """
@@ -45,6 +45,7 @@ PEERS = {
     "allreduce int": "MPICH allreduce",
     "broadcast int": "MPICH bcast",
     "gather int": "MPICH gather",
+    "allgather int": "MPICH allgather",
     "barrier": "MPICH Barrier",
 }
 """Our operation -> the MPICH system it is compared with (mpi4py's lowercase calls, ``Barrier``)."""
@@ -105,6 +106,7 @@ def bench_ranks(quick: bool, parallelizer: Any = None) -> dict[str, dict[str, li
         "allreduce int": lambda: par.allreduce(7),
         "broadcast int": lambda: par.broadcast(7 if root else None),
         "gather int": lambda: par.gather(7),
+        "allgather int": lambda: par.allgather(7),
         "barrier": par.barrier,
     }
     return _time(cases, plan(par.nprocs, quick), par.barrier, agree)
@@ -124,6 +126,7 @@ def run_child(args: argparse.Namespace) -> None:
         "allreduce int": lambda: comm.allreduce(7, op=MPI.SUM),
         "broadcast int": lambda: comm.bcast(7 if root else None, root=0),
         "gather int": lambda: comm.gather(7, root=0),
+        "allgather int": lambda: comm.allgather(7),
         "barrier": comm.Barrier,
     }
     samples = _time(cases, plan(comm.Get_size(), args.quick), comm.Barrier, agree)

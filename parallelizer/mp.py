@@ -262,6 +262,12 @@ class MultiprocessingParallelizer(Parallelizer):
     def _gather(self, obj: Any, root: int) -> Any:
         return collectives.gather(self._ep(), obj, root)
 
+    def _allgather(self, obj: Any) -> Any:
+        endpoint = self._ep()
+        if endpoint.polls:
+            return collectives.allgather_all(endpoint, obj, self._caller or "allgather()")
+        return super()._allgather(obj)
+
     def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
         endpoint = self._ep()
         if endpoint.nprocs == 2 and endpoint.polls:

@@ -1,8 +1,9 @@
-"""The multiprocessing collectives of a polling group: dissemination barrier, allreduce by exchange.
+"""The multiprocessing collectives of a polling group: dissemination barrier, allgather and allreduce by exchange.
 
 When every process has a CPU (main decides, and tells the workers), the
-barrier is the dissemination barrier and an allreduce on two processes is an
-exchange (see ``parallelizer._mp.collectives``). The contract suite runs them
+barrier is the dissemination barrier, an allgather sends every part to every
+process, and an allreduce on two processes is an exchange (see
+``parallelizer._mp.collectives``). The contract suite runs them
 on 2 processes here; these tests force them on 3 and 4 processes (patching
 the CPU count main sees) and check what only they can get wrong.
 """
@@ -116,7 +117,77 @@ def test_an_allreduce_on_two_polling_processes_gives_both_the_same_result(monkey
 CALLS = {
     "barrier": lambda parallelizer: parallelizer.barrier(),
     "allreduce": lambda parallelizer: parallelizer.allreduce(parallelizer.id),
+    "allgather": lambda parallelizer: parallelizer.allgather(parallelizer.id),
 }
+
+
+def _allgathers(parallelizer):
+    """Numbers, arrays of several sizes and dtypes, lists, dicts; each rank checks what it got."""
+    me, n, problems = parallelizer.id, parallelizer.nprocs, []
+    for step in range(20):
+        got = parallelizer.allgather(me * step)
+        if got != [rank * step for rank in range(n)]:
+            problems.append(("numbers", step, got))
+        mine = np.arange(me + step % 3, dtype=np.float32 if me % 2 else np.float64) + me
+        got = parallelizer.allgather(mine)
+        expected = np.concatenate([np.arange(r + step % 3) + r for r in range(n)])
+        if got.dtype != np.float64 or not np.array_equal(got, expected):
+            problems.append(("arrays", step, got))
+        got = parallelizer.allgather({"rank": me, "items": list(range(me))})
+        if got != [{"rank": r, "items": list(range(r))} for r in range(n)]:
+            problems.append(("dicts", step, got))
+        parallelizer.barrier()
+    big = parallelizer.allgather(np.full(1 << 20, float(me)))  # 8 MiB each: pulled, not inline
+    if big.shape != (n << 20,) or [float(big[r << 20]) for r in range(n)] != [float(r) for r in range(n)]:
+        problems.append(("big", big.shape))
+    return parallelizer.gather(problems)
+
+
+@pytest.mark.parametrize("nprocs", [2, 3, 4])
+def test_an_allgather_of_a_polling_group_gives_every_process_every_part_in_rank_order(monkeypatch, nprocs):
+    monkeypatch.setattr(env, "usable_cpus", lambda: nprocs)
+    with MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par:
+        assert par.run(_polling) == [True] * nprocs
+        assert par.run(_allgathers) == [[]] * nprocs
+
+
+def _unpicklable_on(rank):
+    """Pickles anywhere; unpickling it raises everywhere (it is made on ``rank`` only)."""
+    return _Unpicklable() if rank else 1
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("this part cannot be unpickled")
+
+
+def _allgather_one_unpicklable(parallelizer):
+    from parallelizer import SerializationError
+
+    try:
+        parallelizer.allgather(_unpicklable_on(parallelizer.id == 0))  # the first part others receive
+    except SerializationError as exc:
+        outcome = f"SerializationError from rank {exc.rank}" if hasattr(exc, "rank") else "SerializationError"
+    else:
+        outcome = "no error"
+    seen = parallelizer.allgather((outcome, parallelizer.allreduce(1)))  # all still in step...
+    return parallelizer.gather(seen)  # ...and every process sees the same
+
+
+@pytest.mark.parametrize("nprocs", [2, 3])
+def test_a_part_that_cannot_be_unpickled_is_reported_by_every_receiver_and_all_stay_in_step(monkeypatch, nprocs):
+    monkeypatch.setattr(env, "usable_cpus", lambda: nprocs)
+    with MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par:
+        views = par.run(_allgather_one_unpicklable)
+    assert views == [views[0]] * nprocs
+    results = views[0]
+    assert results[0][0] == "no error"  # its own part is not unpickled
+    assert [outcome for outcome, _ in results[1:]] == ["SerializationError from rank 0"] * (nprocs - 1)
+    assert [total for _, total in results] == [nprocs] * nprocs
 
 
 def _rank_skips(name, parallelizer=None):

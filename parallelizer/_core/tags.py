@@ -23,4 +23,5 @@ class CollTag(enum.IntEnum):
     SESSION = 7  # client/server sessions: parallelizer._pool.messages
     DEBUG = 8
     BARRIER = 9  # multiprocessing's barrier between processes that each have a CPU
-    EXCHANGE = 10  # multiprocessing's allreduce between two processes that each have a CPU
+    ALLREDUCE = 10  # multiprocessing's allreduce between two processes that each have a CPU
+    ALLGATHER = 11  # multiprocessing's allgather between processes that each have a CPU

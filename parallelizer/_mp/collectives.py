@@ -9,7 +9,7 @@
   threads, while it copies its own part: one copy per byte, in parallel.
 
 When every process has a CPU of its own (:attr:`Endpoint.polls`, the same on
-every process), waiting processes are awake, and two collectives use
+every process), waiting processes are awake, and three collectives use
 algorithms where processes send at once instead of through rank 0:
 
 * ``barrier``: the dissemination barrier. In round ``k`` each process
@@ -17,9 +17,15 @@ algorithms where processes send at once instead of through rank 0:
   after ``ceil(log2(nprocs))`` rounds every process has heard, through some
   chain, from every other, so all leave at about the same time (the linear
   barrier lets rank 0 go one message earlier than the rest).
+* ``allgather``: each process sends its object to every other one, and each
+  joins the parts as ``gather`` does: one message's time instead of two (a
+  gather to rank 0, then its broadcast), and the same bytes moved: each part
+  reaches each other process once, as the broadcast result did.
 * ``allreduce`` on two processes: each sends its value to the other, and both
   fold the two in rank order: one message's time instead of two, the same
-  result on both, and the op is called on both.
+  result on both, and the op is called on both. (On more processes, sending
+  every value to every process would move more bytes than a gather and a
+  broadcast of the result: the linear algorithm stays.)
 
 A group with more processes than CPUs keeps the linear algorithms: there a
 process waits for the scheduler rather than for the wire, and more messages
@@ -140,6 +146,22 @@ def allreduce_pair(endpoint: Endpoint, obj: Any, func: Callable[[Any, Any], Any]
     both fold the same values; nobody waits for a message that will not come.
     """
     other = 1 - endpoint.rank
-    endpoint.send_all(obj, (other,), wire.Kind.COLL, CollTag.EXCHANGE, "the object reduced")
-    theirs = endpoint.recv(other, wire.Kind.COLL, CollTag.EXCHANGE, what)
+    endpoint.send_all(obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced")
+    theirs = endpoint.recv(other, wire.Kind.COLL, CollTag.ALLREDUCE, what)
     return semantics.fold([obj, theirs] if other else [theirs, obj], func, "allreduce")
+
+
+def allgather_all(endpoint: Endpoint, obj: Any, what: str = "allgather()") -> Any:
+    """``allgather``: every process sends ``obj`` to every other one, then joins the parts as ``gather`` does.
+
+    Every part is received before the first error that unpickling one met
+    is raised (:func:`receive_all`), so no process is left waiting.
+    """
+    rank, nprocs = endpoint.rank, endpoint.nprocs
+    others = [(rank + step) % nprocs for step in range(1, nprocs)]  # each starts with its next neighbour
+    endpoint.send_all(obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered")
+    parts = receive_all(
+        range(nprocs),
+        lambda source: obj if source == rank else endpoint.recv(source, wire.Kind.COLL, CollTag.ALLGATHER, what),
+    )
+    return semantics.join_gathered(parts)
