@@ -373,17 +373,17 @@ class Collectives:
         self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int | None, out: Any = outbuf.NOT_GIVEN
     ) -> Any:
         """``reduce`` to ``root``, or ``allreduce`` when ``root`` is None."""
+        receives = root is None or self.rank == root
+        if out is outbuf.NOT_GIVEN:  # the most frequent first: values that fit their slots
+            listed = self.slots.exchange_values(obj)
+            if isinstance(listed, list):  # the same values everywhere: all raise alike
+                return semantics.fold(listed, func, "allreduce" if root is None else "reduce") if receives else None
+            found = listed
         call = "allreduce" if root is None else "reduce"
         into = out is not outbuf.NOT_GIVEN
-        receives = root is None or self.rank == root
         target = out if into and receives else None  # off root out is ignored
         if into:
             found = self.slots.exchange(obj, None if target is None else slots.out_state(target))
-        else:
-            listed = self.slots.exchange_values(obj)
-            if isinstance(listed, list):  # the same values everywhere: all raise alike
-                return semantics.fold(listed, func, call) if receives else None
-            found = listed
         if found.inline:
             if not receives:
                 return None
