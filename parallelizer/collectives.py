@@ -196,6 +196,11 @@ class Collectives(Transport):
     def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Like :meth:`reduce`, with the result on every process.
 
+        Every process may apply ``op`` itself, to the same values in the same
+        order (MPI does, and so do two local processes that each have a
+        CPU), so a callable ``op`` must give the same result for the same
+        values wherever it runs.
+
         Example:
             >>> from parallelizer import MultiprocessingParallelizer
             >>> def job(parallelizer):

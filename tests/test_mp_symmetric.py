@@ -11,10 +11,14 @@ the CPU count main sees) and check what only they can get wrong.
 from __future__ import annotations
 
 import os
+import re
 import time
+import warnings
+from typing import Any
 
 import numpy as np
 import pytest
+from backends import _transport_patched
 
 from parallelizer import DeadlockError, MultiprocessingParallelizer, RemoteError, WorkerTerminatedError
 from parallelizer._core import env
@@ -29,12 +33,24 @@ def _polling(parallelizer):
     return parallelizer.gather(parallelizer._ep().polls)
 
 
-def test_workers_take_mains_choice_so_every_process_picks_the_same_algorithms(monkeypatch):
-    """Spawned workers count their own CPUs (2 here, fewer than 3 processes); main's choice wins."""
-    monkeypatch.setattr(env, "usable_cpus", lambda: 4)
-    with MultiprocessingParallelizer(nprocs=3, start_method="spawn") as par:
-        assert par.run(_polling) == [True, True, True]
-        assert par.run(lambda parallelizer: parallelizer.allreduce(parallelizer.id)) == 3
+def _choice_and_a_barrier(parallelizer):
+    parallelizer.barrier()  # different algorithms on different processes would hang here
+    return parallelizer.gather((parallelizer._ep().polls, parallelizer.allgather(parallelizer.id)))
+
+
+@pytest.mark.parametrize(
+    ("main_cpus", "nprocs", "polls"),
+    [(64, 3, True), (1, 2, False)],
+    ids=["main polls, workers would not (fewer than 3 CPUs)", "main does not, workers would (2 CPUs or more)"],
+)
+def test_workers_take_mains_choice_so_every_process_picks_the_same_algorithms(monkeypatch, main_cpus, nprocs, polls):
+    """Spawned workers count their own CPUs; main's choice wins. (One of the two cases differs on any machine.)"""
+    monkeypatch.setattr(env, "usable_cpus", lambda: main_cpus)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one CPU for two processes: the oversubscription warning
+        par = MultiprocessingParallelizer(nprocs=nprocs, start_method="spawn", timeout=30)
+    with par:
+        assert par.run(_choice_and_a_barrier) == [(polls, list(range(nprocs)))] * nprocs
 
 
 def _late_ones(parallelizer):
@@ -64,24 +80,36 @@ def test_the_dissemination_barrier_waits_for_every_late_process(monkeypatch, npr
                 assert seconds >= LATE / 2, f"rank {rank} left after {seconds:.3f} s while {late} came late"
 
 
-def _many_barriers_between_collectives(parallelizer):
-    """Barriers back to back and between other collectives: any mixed-up signal shows in the results."""
-    problems = []
-    for step in range(300):
+_shared: dict[str, object] = {}
+"""The array the forked processes share (made before the group starts; it does not pickle)."""
+
+
+def _barriers_checked_in_shared_memory(parallelizer):
+    """Each process marks barrier k entered, then checks that every other one has too once it leaves."""
+    entered: Any = _shared["entered"]
+    me, n, problems = parallelizer.id, parallelizer.nprocs, []
+    for k in range(1, 301):
+        entered[me] = k
         parallelizer.barrier()
-        if step % 3 == 0:
-            parallelizer.barrier()
-        total = parallelizer.allreduce(step)
-        if total != step * parallelizer.nprocs:
-            problems.append((step, total))
-    return parallelizer.gather(problems)
+        if min(entered[:n]) < k:
+            problems.append((k, list(entered[:n])))
+        if k % 50 == 0:  # between other collectives too
+            total = parallelizer.allreduce(k)
+            if total != k * n:
+                problems.append((k, total))
+    return parallelizer.gather(problems[:3])
 
 
-@pytest.mark.parametrize("nprocs", [2, 3, 4])
-def test_barriers_back_to_back_stay_in_step(monkeypatch, nprocs):
+@pytest.mark.parametrize("nprocs", [2, 3, 4, 5, 6])
+def test_no_process_leaves_a_dissemination_barrier_before_all_have_entered_it(monkeypatch, nprocs):
+    """300 barriers; the processes share an array (forked), where each marks which barrier it entered."""
+    import multiprocessing
+
     monkeypatch.setattr(env, "usable_cpus", lambda: nprocs)
+    monkeypatch.setitem(_shared, "entered", multiprocessing.get_context("fork").Array("q", 8, lock=False))
     with MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par:
-        assert par.run(_many_barriers_between_collectives) == [[]] * nprocs
+        assert par.run(_polling) == [True] * nprocs
+        assert par.run(_barriers_checked_in_shared_memory) == [[]] * nprocs
 
 
 def _exchanges(parallelizer):
@@ -95,13 +123,17 @@ def _exchanges(parallelizer):
         parallelizer.allreduce(1 if me == 0 else "x")
     except TypeError as exc:
         out["error"] = f"TypeError: {'allreduce' in str(exc)}"
+    long = parallelizer.allreduce(list(range(me, 300_000, 2)), op=lambda a, b: a + b)  # a pickle of ~1 MB each
+    out["long"] = (len(long), long[:2], long[150_000:150_002])
     out["after"] = parallelizer.allreduce(me, op="max")  # both still in step
     return parallelizer.gather(out)
 
 
-def test_an_allreduce_on_two_polling_processes_gives_both_the_same_result(monkeypatch):
+@pytest.mark.parametrize("transport", [None, "stream", "nack"])
+def test_an_allreduce_on_two_polling_processes_gives_both_the_same_result(monkeypatch, transport):
+    """Also with buffers streamed through the sockets (``stream``), or after each pull is refused (``nack``)."""
     monkeypatch.setattr(env, "usable_cpus", lambda: 2)
-    with MultiprocessingParallelizer(nprocs=2, start_method="fork") as par:
+    with _transport_patched(transport), MultiprocessingParallelizer(nprocs=2, start_method="fork") as par:
         assert par.run(_polling) == [True, True]
         results = par.run(_exchanges)
     expected = {
@@ -109,6 +141,7 @@ def test_an_allreduce_on_two_polling_processes_gives_both_the_same_result(monkey
         "order": "ab",
         "array": (3.0, 3.0, (1 << 20,), False),
         "error": "TypeError: True",
+        "long": (300_000, [0, 2], [1, 3]),
         "after": 1,
     }
     assert results == [expected, expected]
@@ -143,10 +176,10 @@ def _allgathers(parallelizer):
     return parallelizer.gather(problems)
 
 
-@pytest.mark.parametrize("nprocs", [2, 3, 4])
-def test_an_allgather_of_a_polling_group_gives_every_process_every_part_in_rank_order(monkeypatch, nprocs):
+@pytest.mark.parametrize(("nprocs", "transport"), [(2, None), (3, None), (4, None), (2, "nack"), (3, "stream")])
+def test_an_allgather_of_a_polling_group_gives_every_process_every_part_in_rank_order(monkeypatch, nprocs, transport):
     monkeypatch.setattr(env, "usable_cpus", lambda: nprocs)
-    with MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par:
+    with _transport_patched(transport), MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par:
         assert par.run(_polling) == [True] * nprocs
         assert par.run(_allgathers) == [[]] * nprocs
 
@@ -228,3 +261,44 @@ def test_a_polling_group_reports_a_missing_a_dead_and_a_late_process(monkeypatch
         pytest.raises(WorkerTerminatedError, match=f"rank {nprocs - 1}"),
     ):
         par.run(_rank_dies, name)
+
+
+def _op_fails_on_rank_one(parallelizer):
+    me = parallelizer.id
+
+    def picky(a, b):
+        if me == 1:
+            raise ValueError("rank 1 refuses")
+        return a + b
+
+    try:
+        outcome = parallelizer.allreduce(me + 1, op=picky)
+    except TypeError as exc:
+        outcome = "refused" if "rank 1 refuses" in str(exc.__cause__) else repr(exc)
+    return parallelizer.gather((outcome, parallelizer.allreduce(1)))
+
+
+def test_an_op_that_fails_on_one_process_only_fails_there_and_leaves_both_in_step(monkeypatch):
+    """Each process folds itself (documented: an op must behave alike everywhere); nobody waits for the other."""
+    monkeypatch.setattr(env, "usable_cpus", lambda: 2)
+    with MultiprocessingParallelizer(nprocs=2, start_method="fork") as par:
+        assert par.run(_op_fails_on_rank_one) == [(3, 2), ("refused", 2)]
+
+
+def _rank_one_late(parallelizer):
+    if parallelizer.id == 1:
+        time.sleep(3)
+    parallelizer.barrier()
+
+
+def test_a_timeout_in_a_dissemination_barrier_names_the_late_rank_among_those_it_waits_for(monkeypatch):
+    """Rank 0 of 4 waits for rank 2's signal, which waits for rank 1: it names both, not rank 2 alone."""
+    monkeypatch.setattr(env, "usable_cpus", lambda: 4)
+    with (
+        MultiprocessingParallelizer(nprocs=4, start_method="fork", timeout=0.5) as par,
+        pytest.raises((TimeoutError, RemoteError)) as info,
+    ):
+        par.run(_rank_one_late)
+    found = re.search(r"waited more than 0.5 s in barrier\(\) for rank\(s\) ([\d, ]+)", str(info.value))
+    assert found is not None, str(info.value)
+    assert 1 in [int(rank) for rank in found.group(1).split(", ")], str(info.value)

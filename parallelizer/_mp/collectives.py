@@ -22,10 +22,14 @@ algorithms where processes send at once instead of through rank 0:
   gather to rank 0, then its broadcast), and the same bytes moved: each part
   reaches each other process once, as the broadcast result did.
 * ``allreduce`` on two processes: each sends its value to the other, and both
-  fold the two in rank order: one message's time instead of two, the same
-  result on both, and the op is called on both. (On more processes, sending
-  every value to every process would move more bytes than a gather and a
-  broadcast of the result: the linear algorithm stays.)
+  fold the two in rank order: one message's time instead of two. The op is
+  called on both, with the same values in the same order, so an op that
+  gives the same result for the same values (every named op does) gives
+  both the same result, or raises the same error on both; an op that
+  behaves differently on different processes may make them differ. (On
+  more processes, sending every value to every process would move more
+  bytes than a gather and a broadcast of the result: the linear algorithm
+  stays.)
 
 A group with more processes than CPUs keeps the linear algorithms: there a
 process waits for the scheduler rather than for the wire, and more messages
@@ -135,7 +139,10 @@ def barrier(endpoint: Endpoint, what: str = "barrier()") -> None:
     step = 1
     while step < nprocs:
         endpoint.send_all(None, ((rank + step) % nprocs,), wire.Kind.COLL, CollTag.BARRIER, "a barrier's signal")
-        endpoint.recv((rank - step) % nprocs, wire.Kind.COLL, CollTag.BARRIER, what)
+        # The signal of rank - step comes once that rank has heard from the ranks
+        # before it that this one has not heard from yet: a timeout names them all.
+        late = sorted((rank - back) % nprocs for back in range(step, min(2 * step, nprocs)))
+        endpoint.recv((rank - step) % nprocs, wire.Kind.COLL, CollTag.BARRIER, what, late=late)
         step *= 2
 
 

@@ -83,19 +83,21 @@ class Endpoint:
         self._tokens = itertools.count(1)
         self._threads: ThreadPoolExecutor | None = None
         self.timeout: float | None = None  # the longest one wait may take (seconds)
-        # how long a wait for a collective's message polls before it sleeps (0: never);
-        # main's value is sent to the workers, so every process of a group has the same
-        self.spin = SPIN_WAIT if nprocs <= env.usable_cpus() else 0.0
+        self.polls = False
+        self.spin = 0.0  # how long a wait for a collective's message polls before it sleeps
+        self.set_polls(nprocs <= env.usable_cpus())
 
-    @property
-    def polls(self) -> bool:
-        """Whether every process of the group has a CPU of its own, as main saw it at start.
+    def set_polls(self, polls: bool) -> None:
+        """Sets :attr:`polls`: every process of the group has a CPU of its own.
 
-        Then waits poll before they sleep, and the collectives that gain from
-        it use algorithms where every process sends at once (see
-        :mod:`parallelizer._mp.collectives`); the same on every process.
+        Then waits poll for :attr:`spin` seconds before they sleep, and the
+        collectives that gain from it use algorithms where every process
+        sends at once (see :mod:`parallelizer._mp.collectives`). Main decides
+        at start and sends its choice to the workers: the algorithms must be
+        the same on every process.
         """
-        return self.spin > 0.0
+        self.polls = polls
+        self.spin = SPIN_WAIT if polls else 0.0
 
     @property
     def epoch(self) -> int:
@@ -249,13 +251,17 @@ class Endpoint:
                 return Incoming(source, frame, self.mail.stamp())
         return self._wait_for(source, kind, tag, what, lazy)
 
-    def recv(self, source: int, kind: int, tag: int, what: str) -> Any:
-        """Waits for the next object from ``source`` with ``kind`` and ``tag``."""
+    def recv(self, source: int, kind: int, tag: int, what: str, *, late: Collection[int] | None = None) -> Any:
+        """Waits for the next object from ``source`` with ``kind`` and ``tag``.
+
+        ``late`` names the ranks a timeout reports (default: ``source``), for
+        a message ``source`` sends only once it has heard from others.
+        """
         if kind == wire.Kind.COLL and self.spin:
             body = self._take_small(source, kind, tag)
             if body is not None:
                 return decode(0, body, [], f"the message from rank {source} ({what})", source)
-        return self._wait_for(source, kind, tag, what).value(f"the message from rank {source} ({what})")
+        return self._wait_for(source, kind, tag, what, late=late).value(f"the message from rank {source} ({what})")
 
     def _take_small(self, source: int, kind: int, tag: int) -> bytes | None:
         """Polls up to :attr:`spin` seconds for a small frame read straight from the socket (see :meth:`receive`).
@@ -276,7 +282,9 @@ class Endpoint:
             if self.mail.holds(key) or time.perf_counter() >= until:
                 return None
 
-    def _wait_for(self, source: int, kind: int, tag: int, what: str, lazy: bool = False) -> Incoming:
+    def _wait_for(
+        self, source: int, kind: int, tag: int, what: str, lazy: bool = False, late: Collection[int] | None = None
+    ) -> Incoming:
         """The next message with this key, through the mailbox (waits as :meth:`wait` does)."""
         key = (source, kind, tag)
 
@@ -288,7 +296,7 @@ class Endpoint:
 
         # a queued message may still be pulling its buffers: poll for them first
         spin = self.spin if kind == wire.Kind.COLL and self.mail.holds(key) else 0.0
-        self.wait(arrived, (source,), what, spin=spin)
+        self.wait(arrived, (source,), what, None if late is None else (lambda: late), spin=spin)
         return self.mail.pop(key)
 
     def recv_any(self, kind: int, tag: int, what: str, block: bool = True) -> tuple[int, Any] | None:

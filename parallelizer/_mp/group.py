@@ -125,7 +125,7 @@ class Group:
                 endpoint.loop.add_sentinel(worker.sentinel, worker.rank)
         self.protocol.exit_status = self._exit_status
         self.endpoint = endpoint
-        setup = {"pids": pids, "spin": endpoint.spin, **_inherited(), **self.settings}
+        setup = {"pids": pids, "polls": endpoint.polls, **_inherited(), **self.settings}
         endpoint.post(setup, self.worker_ranks, wire.Kind.SETUP, 0, "the set-up of the workers")
         self.broken = False
         _live_groups.add(self)
@@ -211,7 +211,7 @@ class Group:
             endpoint.loop.add_sentinel(worker.sentinel, rank)
         endpoint.rejoin(rank, sock, worker.pid)
         self.protocol.excused.discard(rank)
-        setup = {"pids": {0: os.getpid(), rank: worker.pid}, "spin": endpoint.spin, **_inherited(), **self.settings}
+        setup = {"pids": {0: os.getpid(), rank: worker.pid}, "polls": endpoint.polls, **_inherited(), **self.settings}
         endpoint.post(setup, [rank], wire.Kind.SETUP, 0, "the set-up of a replacement worker")
         endpoint.post((entry, (), {}), [rank], wire.Kind.RUN, 0, "the session entry of a replacement worker")
         self.broken = True

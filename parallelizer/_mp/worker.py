@@ -112,7 +112,7 @@ def serve(
             # Connections made by main then work here too
             multiprocessing.current_process().authkey = setup["authkey"]
             endpoint.timeout = setup["timeout"]
-            endpoint.spin = setup["spin"]  # main's choice: every process of the group picks the same algorithms
+            endpoint.set_polls(setup["polls"])  # main's choice: every process picks the same algorithms
             view = make_view(setup, rank, nprocs, endpoint)
             continue
         assert view is not None, "RUN before SETUP"
