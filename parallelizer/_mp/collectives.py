@@ -89,18 +89,25 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
     if endpoint.rank != root:
         endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
         return None
-    incoming = {
-        rank: endpoint.receive(rank, wire.Kind.COLL, CollTag.GATHER, "gather", lazy=True)
-        for rank in range(endpoint.nprocs)
-        if rank != root
-    }
+    others = [rank for rank in range(endpoint.nprocs) if rank != root]
+    return _join(endpoint, obj, others, CollTag.GATHER, "gather")
+
+
+def _join(endpoint: Endpoint, obj: Any, others: list[int], tag: int, what: str) -> Any:
+    """This process's ``obj`` and the lazy messages ``others`` sent with ``tag``, joined as ``gather`` joins them.
+
+    When the parts concatenate, the result is allocated once and each part
+    is pulled straight into its slice: one copy per byte, no part held twice.
+    """
+    me = endpoint.rank
+    incoming = {rank: endpoint.receive(rank, wire.Kind.COLL, tag, what, lazy=True) for rank in others}
     metas = [
-        semantics.array_meta(obj) if rank == root else incoming[rank].array_meta() for rank in range(endpoint.nprocs)
+        semantics.array_meta(obj) if rank == me else incoming[rank].array_meta() for rank in range(endpoint.nprocs)
     ]
     plan = semantics.concat_plan(metas)
     if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
         parts = receive_all(
-            range(endpoint.nprocs), lambda rank: obj if rank == root else _value(endpoint, incoming[rank])
+            range(endpoint.nprocs), lambda rank: obj if rank == me else _value(endpoint, incoming[rank])
         )
         return semantics.join_gathered(parts)
     import numpy
@@ -114,9 +121,9 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
         assert meta is not None
         return out[start : start + meta.shape[0]]
 
-    own = threads.submit(numpy.copyto, part(root), obj) if obj.nbytes >= PARALLEL_COPY_MIN else None
+    own = threads.submit(numpy.copyto, part(me), obj) if obj.nbytes >= PARALLEL_COPY_MIN else None
     if own is None:
-        part(root)[...] = obj
+        part(me)[...] = obj
     # Parts of the result's dtype in C order are pulled straight into their slice.
     same = [rank for rank in incoming if metas[rank].dtype == plan.dtype and incoming[rank].c_order]  # type: ignore[union-attr]
     endpoint.pull_into([incoming[rank] for rank in same], [raw_bytes(part(rank)) for rank in same], threads=threads)
@@ -161,14 +168,18 @@ def allreduce_pair(endpoint: Endpoint, obj: Any, func: Callable[[Any, Any], Any]
 def allgather_all(endpoint: Endpoint, obj: Any, what: str = "allgather()") -> Any:
     """``allgather``: every process sends ``obj`` to every other one, then joins the parts as ``gather`` does.
 
-    Every part is received before the first error that unpickling one met
-    is raised (:func:`receive_all`), so no process is left waiting.
+    The parts are sent lazily: each process pulls the others' arrays straight
+    into its result (:func:`_join`), and waits until the others have pulled
+    its own. Every part is received before the first error that unpickling
+    one met is raised (:func:`receive_all`), so no process is left waiting.
     """
     rank, nprocs = endpoint.rank, endpoint.nprocs
     others = [(rank + step) % nprocs for step in range(1, nprocs)]  # each starts with its next neighbour
-    endpoint.send_all(obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered")
-    parts = receive_all(
-        range(nprocs),
-        lambda source: obj if source == rank else endpoint.recv(source, wire.Kind.COLL, CollTag.ALLGATHER, what),
+    sent = endpoint.send_all(
+        obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered", lazy=True, wait=False
     )
-    return semantics.join_gathered(parts)
+    try:
+        return _join(endpoint, obj, sorted(others), CollTag.ALLGATHER, what)
+    finally:
+        if sent is not None:  # the others pull from this process's memory: it stays until they have
+            endpoint.wait_sent(sent)

@@ -201,17 +201,26 @@ class Endpoint:
         """Sends ``obj`` to ``dest`` and waits until it has left (see :meth:`send_all`)."""
         self.send_all(obj, (dest,), kind, tag, what)
 
-    def send_all(self, obj: Any, dests: Collection[int], kind: int, tag: int, what: str, *, lazy: bool = False) -> None:
+    def send_all(
+        self, obj: Any, dests: Collection[int], kind: int, tag: int, what: str, *, lazy: bool = False, wait: bool = True
+    ) -> PendingSend | None:
         """Sends ``obj`` to every (other) rank in ``dests`` and waits until it has left (see :meth:`post`).
 
         An object without out-of-band buffers is one frame: once a socket has
         taken all of it, that send is over, with no pending-send bookkeeping
         (``lazy`` only matters for buffers).
+
+        Returns:
+            With ``wait=False``, what :meth:`wait_sent` must still wait for
+            (``None``: nothing); the caller waits for it later.
         """
         encoded = encode(obj, what)
         if encoded.buffers:
-            self.wait_sent(self.post(obj, dests, kind, tag, what, lazy=lazy, encoded=encoded))
-            return
+            posted = self.post(obj, dests, kind, tag, what, lazy=lazy, encoded=encoded)
+            if not wait:
+                return posted
+            self.wait_sent(posted)
+            return None
         token = next(self._tokens)
         frame = wire.pack(kind, tag=tag, epoch=self.epoch, token=token, flags=encoded.flags, body=encoded.body)
         pending: PendingSend | None = None
@@ -223,8 +232,10 @@ class Endpoint:
             elif channel.sent < end:  # the socket is full: the rest leaves while we wait, as post's do
                 pending = pending or PendingSend(token, encoded, [], lazy)  # lazy: waits name the receivers
                 pending.deliveries[dest] = Delivery(channel, end, False)
-        if pending is not None:
+        if pending is not None and wait:
             self.wait_sent(pending)
+            return None
+        return pending
 
     def control(self, dest: int, kind: wire.Kind, *, epoch: int | None = None, body: bytes = b"") -> None:
         """Sends a control frame; never waits (a closed socket is ignored)."""
