@@ -99,16 +99,18 @@ def _join(endpoint: Endpoint, obj: Any, others: list[int], tag: int, what: str) 
     When the parts concatenate, the result is allocated once and each part
     is pulled straight into its slice: one copy per byte, no part held twice.
     """
-    me = endpoint.rank
+    me, ranks = endpoint.rank, range(endpoint.nprocs)
+    mine = semantics.array_meta(obj)
+    if mine is None:  # no plan concatenates the parts: receive each whole (a small one straight from its socket)
+        parts = receive_all(
+            ranks, lambda rank: obj if rank == me else endpoint.recv(rank, wire.Kind.COLL, tag, what, lazy=True)
+        )
+        return semantics.join_gathered(parts)
     incoming = {rank: endpoint.receive(rank, wire.Kind.COLL, tag, what, lazy=True) for rank in others}
-    metas = [
-        semantics.array_meta(obj) if rank == me else incoming[rank].array_meta() for rank in range(endpoint.nprocs)
-    ]
+    metas = [mine if rank == me else incoming[rank].array_meta() for rank in ranks]
     plan = semantics.concat_plan(metas)
     if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
-        parts = receive_all(
-            range(endpoint.nprocs), lambda rank: obj if rank == me else _value(endpoint, incoming[rank])
-        )
+        parts = receive_all(ranks, lambda rank: obj if rank == me else _value(endpoint, incoming[rank]))
         return semantics.join_gathered(parts)
     import numpy
 

@@ -262,17 +262,24 @@ class Endpoint:
                 return Incoming(source, frame, self.mail.stamp())
         return self._wait_for(source, kind, tag, what, lazy)
 
-    def recv(self, source: int, kind: int, tag: int, what: str, *, late: Collection[int] | None = None) -> Any:
+    def recv(
+        self, source: int, kind: int, tag: int, what: str, *, lazy: bool = False, late: Collection[int] | None = None
+    ) -> Any:
         """Waits for the next object from ``source`` with ``kind`` and ``tag``.
 
-        ``late`` names the ranks a timeout reports (default: ``source``), for
-        a message ``source`` sends only once it has heard from others.
+        With ``lazy``, the message may have been sent lazily: its buffers are
+        pulled into fresh memory here. ``late`` names the ranks a timeout
+        reports (default: ``source``), for a message ``source`` sends only
+        once it has heard from others.
         """
         if kind == wire.Kind.COLL and self.spin:
             body = self._take_small(source, kind, tag)
             if body is not None:
                 return decode(0, body, [], f"the message from rank {source} ({what})", source)
-        return self._wait_for(source, kind, tag, what, late=late).value(f"the message from rank {source} ({what})")
+        inc = self._wait_for(source, kind, tag, what, lazy=lazy, late=late)
+        if lazy:
+            self.complete(inc)
+        return inc.value(f"the message from rank {source} ({what})")
 
     def _take_small(self, source: int, kind: int, tag: int) -> bytes | None:
         """Polls up to :attr:`spin` seconds for a small frame read straight from the socket (see :meth:`receive`).
