@@ -151,6 +151,9 @@ class Collectives(Transport):
     def allgather(self, obj: Any, *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Returns on every process what :meth:`gather` gives root.
 
+        As on gather's root, a process's own part is its own ``obj`` where the
+        result is a list (arrays that concatenate are copied into the result).
+
         Example:
             >>> from parallelizer import MultiprocessingParallelizer
             >>> MultiprocessingParallelizer(nprocs=2).run(lambda parallelizer: parallelizer.allgather(
