@@ -253,14 +253,12 @@ class Endpoint:
         while this process polls for it (:attr:`spin`) is read straight from
         the socket (:meth:`Loop.take_small`), with no mailbox or wait loop.
         """
-        spin = self.spin if kind == wire.Kind.COLL else 0.0
-        if spin:
-            body = self._take_small(source, kind, tag)
-            if body is not None:
-                frame = wire.Frame(kind, 0, tag, self.epoch, 0, [])
-                frame.body = body
-                return Incoming(source, frame, self.mail.stamp())
-        return self._wait_for(source, kind, tag, what, lazy)
+        body, spin = self._take_small(source, kind, tag)
+        if body is not None:
+            frame = wire.Frame(kind, 0, tag, self.epoch, 0, [])
+            frame.body = body
+            return Incoming(source, frame, self.mail.stamp())
+        return self._wait_for(source, kind, tag, what, lazy, spin=spin)
 
     def recv(
         self, source: int, kind: int, tag: int, what: str, *, lazy: bool = False, late: Collection[int] | None = None
@@ -272,36 +270,45 @@ class Endpoint:
         reports (default: ``source``), for a message ``source`` sends only
         once it has heard from others.
         """
-        if kind == wire.Kind.COLL and self.spin:
-            body = self._take_small(source, kind, tag)
-            if body is not None:
-                return decode(0, body, [], f"the message from rank {source} ({what})", source)
-        inc = self._wait_for(source, kind, tag, what, lazy=lazy, late=late)
+        body, spin = self._take_small(source, kind, tag)
+        if body is not None:
+            return decode(0, body, [], f"the message from rank {source} ({what})", source)
+        inc = self._wait_for(source, kind, tag, what, lazy, late, spin=spin)
         if lazy:
             self.complete(inc)
         return inc.value(f"the message from rank {source} ({what})")
 
-    def _take_small(self, source: int, kind: int, tag: int) -> bytes | None:
-        """Polls up to :attr:`spin` seconds for a small frame read straight from the socket (see :meth:`receive`).
+    def _take_small(self, source: int, kind: int, tag: int) -> tuple[bytes | None, float]:
+        """A collective's small message read straight from the socket, polling up to :attr:`spin` seconds.
 
         Returns:
-            Its body, or ``None`` if an earlier message with this key is
-            queued, or another kind of frame, or nothing, came meanwhile.
+            Its body (``None`` if another kind of frame, or nothing, came
+            meanwhile, or polling is off), and how long the wait that follows
+            polls first: :attr:`spin` when a message with this key was
+            already queued (its buffers may still be arriving), else 0.
         """
+        if kind != wire.Kind.COLL or not self.spin:
+            return None, 0.0
         key = (source, kind, tag)
         if self.mail.holds(key):
-            return None
+            return None, self.spin
         until = time.perf_counter() + self.spin
         take, epoch = self.loop.take_small, self.epoch
         while True:
             body = take(source, kind, tag, epoch)
-            if body is not None:
-                return body
-            if self.mail.holds(key) or time.perf_counter() >= until:
-                return None
+            if body is not None or self.mail.holds(key) or time.perf_counter() >= until:
+                return body, 0.0
 
     def _wait_for(
-        self, source: int, kind: int, tag: int, what: str, lazy: bool = False, late: Collection[int] | None = None
+        self,
+        source: int,
+        kind: int,
+        tag: int,
+        what: str,
+        lazy: bool = False,
+        late: Collection[int] | None = None,
+        *,
+        spin: float = 0.0,
     ) -> Incoming:
         """The next message with this key, through the mailbox (waits as :meth:`wait` does)."""
         key = (source, kind, tag)
@@ -312,8 +319,6 @@ class Endpoint:
                 return False
             return head.ready or (lazy and head.targets is None and bool(head.frame.flags & wire.FLAG_LAZY))
 
-        # a queued message may still be pulling its buffers: poll for them first
-        spin = self.spin if kind == wire.Kind.COLL and self.mail.holds(key) else 0.0
         self.wait(arrived, (source,), what, None if late is None else (lambda: late), spin=spin)
         return self.mail.pop(key)
 
