@@ -151,6 +151,8 @@ CALLS = {
     "barrier": lambda parallelizer: parallelizer.barrier(),
     "allreduce": lambda parallelizer: parallelizer.allreduce(parallelizer.id),
     "allgather": lambda parallelizer: parallelizer.allgather(parallelizer.id),
+    # lazy sends: each process also waits for the others to pull its array
+    "allgather arrays": lambda parallelizer: parallelizer.allgather(np.full(1 << 20, float(parallelizer.id))),
 }
 
 
@@ -248,7 +250,8 @@ def test_a_polling_group_reports_a_missing_a_dead_and_a_late_process(monkeypatch
     with MultiprocessingParallelizer(nprocs=nprocs, start_method="fork", timeout=0.5) as par:
         assert par.run(lambda parallelizer: parallelizer.gather(parallelizer._ep().spin)) == [SPIN_WAIT] * nprocs
         # whoever waits for rank 1 says so: main itself, or a worker (RemoteError on main)
-        missing = rf"(DeadlockError: )?rank \d waits in {name}\(\) for rank\(s\) 1, which already returned from func"
+        call = name.split()[0]
+        missing = rf"(DeadlockError: )?rank \d waits in {call}\(\) for rank\(s\) 1, which already returned from func"
         with pytest.raises((DeadlockError, RemoteError), match=missing):
             par.run(_rank_skips, name)
     # A worker may time out (or see the death) first: main then raises its report as a RemoteError.
@@ -257,7 +260,7 @@ def test_a_polling_group_reports_a_missing_a_dead_and_a_late_process(monkeypatch
         pytest.raises((TimeoutError, RemoteError)) as info,
     ):
         par.run(_rank_sleeps, name)
-    found = re.search(rf"waited more than 0.5 s in {name}\(\) for rank\(s\) ([\d, ]+)", str(info.value))
+    found = re.search(rf"waited more than 0.5 s in {call}\(\) for rank\(s\) ([\d, ]+)", str(info.value))
     assert found is not None and 1 in [int(rank) for rank in found.group(1).split(", ")], str(info.value)
     with (
         MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par,

@@ -38,6 +38,7 @@ cost more.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -180,8 +181,16 @@ def allgather_all(endpoint: Endpoint, obj: Any, what: str = "allgather()") -> An
     sent = endpoint.send_all(
         obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered", lazy=True, wait=False
     )
-    try:
+    if sent is None:
         return _join(endpoint, obj, sorted(others), CollTag.ALLGATHER, what)
-    finally:
-        if sent is not None:  # the others pull from this process's memory: it stays until they have
+    # The others pull from this process's memory: it returns only once they have,
+    # also when it raises (then with its own error: a missing or dead process
+    # would fail the wait for the pulls too, less clearly).
+    try:
+        joined = _join(endpoint, obj, sorted(others), CollTag.ALLGATHER, what)
+    except BaseException:
+        with contextlib.suppress(Exception):
             endpoint.wait_sent(sent)
+        raise
+    endpoint.wait_sent(sent)
+    return joined
