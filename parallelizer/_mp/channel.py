@@ -58,19 +58,15 @@ class Channel:
         return self.queued
 
     def write(self, frame: bytes) -> int:
-        """Queues one whole frame and writes what the socket takes now; returns where it ends.
+        """Writes one whole frame, with nothing queued before it, straight to the socket; returns where it ends.
 
-        With nothing queued before it (the usual case for a small message),
-        the frame goes straight to the socket, with no queue entry unless the
-        socket takes only part of it.
+        What the socket does not take now is queued (the usual small message
+        needs no queue entry).
 
         Raises:
             OSError: The peer closed its end (``BrokenPipeError`` and the like).
         """
-        if self.outq:
-            end = self.enqueue([frame])
-            self.flush()
-            return end
+        assert not self.outq, "frames are never interleaved: queued bytes go first"
         self.queued += len(frame)
         try:
             count = self.sock.send(frame)

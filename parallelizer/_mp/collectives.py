@@ -90,12 +90,11 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
     if endpoint.rank != root:
         endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
         return None
-    others = [rank for rank in range(endpoint.nprocs) if rank != root]
-    return _join(endpoint, obj, others, CollTag.GATHER, "gather")
+    return _join(endpoint, obj, CollTag.GATHER, "gather")
 
 
-def _join(endpoint: Endpoint, obj: Any, others: list[int], tag: int, what: str) -> Any:
-    """This process's ``obj`` and the lazy messages ``others`` sent with ``tag``, joined as ``gather`` joins them.
+def _join(endpoint: Endpoint, obj: Any, tag: int, what: str) -> Any:
+    """This process's ``obj`` and the lazy messages every other one sent with ``tag``, joined as ``gather`` joins them.
 
     When the parts concatenate, the result is allocated once and each part
     is pulled straight into its slice: one copy per byte, no part held twice.
@@ -107,7 +106,7 @@ def _join(endpoint: Endpoint, obj: Any, others: list[int], tag: int, what: str) 
             ranks, lambda rank: obj if rank == me else endpoint.recv(rank, wire.Kind.COLL, tag, what, lazy=True)
         )
         return semantics.join_gathered(parts)
-    incoming = {rank: endpoint.receive(rank, wire.Kind.COLL, tag, what, lazy=True) for rank in others}
+    incoming = {rank: endpoint.receive(rank, wire.Kind.COLL, tag, what, lazy=True) for rank in ranks if rank != me}
     metas = [mine if rank == me else incoming[rank].array_meta() for rank in ranks]
     plan = semantics.concat_plan(metas)
     if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
@@ -181,16 +180,16 @@ def allgather_all(endpoint: Endpoint, obj: Any, what: str = "allgather()") -> An
     sent = endpoint.send_all(
         obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered", lazy=True, wait=False
     )
-    if sent is None:
-        return _join(endpoint, obj, sorted(others), CollTag.ALLGATHER, what)
-    # The others pull from this process's memory: it returns only once they have,
-    # also when it raises (then with its own error: a missing or dead process
-    # would fail the wait for the pulls too, less clearly).
+    # Where the others pull from this process's memory, it returns only once they
+    # have, also when it raises (then with its own error: a missing or dead
+    # process would fail the wait for the pulls too, less clearly).
     try:
-        joined = _join(endpoint, obj, sorted(others), CollTag.ALLGATHER, what)
+        joined = _join(endpoint, obj, CollTag.ALLGATHER, what)
     except BaseException:
-        with contextlib.suppress(Exception):
-            endpoint.wait_sent(sent)
+        if sent is not None:
+            with contextlib.suppress(Exception):
+                endpoint.wait_sent(sent)
         raise
-    endpoint.wait_sent(sent)
+    if sent is not None:
+        endpoint.wait_sent(sent)
     return joined

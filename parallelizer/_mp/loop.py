@@ -107,7 +107,7 @@ class Loop:
         channel = self.channels.get(rank)
         if channel is None or channel.closed:
             return None
-        if len(parts) == 1 and type(parts[0]) is bytes:  # one small frame, as most are
+        if len(parts) == 1 and not channel.outq and type(parts[0]) is bytes:  # one frame, nothing before it
             try:
                 return channel.write(parts[0])
             except OSError:
