@@ -4,9 +4,11 @@
 1 MiB to 256 MiB), on 2 processes:
 
 * ours: ``MultiprocessingParallelizer(nprocs=2)`` (main and one worker) inside
-  one ``run``: ``broadcast``, ``scatter``, ``gather``, ``allreduce`` and a
-  ``scatter`` followed by a ``gather`` (the round trip of a data-parallel
-  step); the workers stay alive across samples (``with par:``);
+  one ``run``: ``broadcast``, ``scatter``, ``gather``, ``allgather``,
+  ``allreduce`` and a ``scatter`` followed by a ``gather`` (the round trip of
+  a data-parallel step); the workers stay alive across samples (``with par:``);
+* ours with ``out=`` (``broadcast``, ``scatter``, ``gather``, ``allgather``
+  into arrays allocated once): against ours without ``out=`` and memcpy;
 * ``multiprocessing.Pool(2).map`` over the ``np.array_split`` blocks (what a
   user would otherwise write): the blocks go to the workers (``scatter``),
   come back (``gather``: each worker returns a block it holds, main
@@ -37,8 +39,10 @@ NPROCS = 2
 SIZES = (1, 4, 16, 64, 256)
 QUICK_SIZES = (1, 16, 256)
 OURS = "ours (multiprocessing)"
+OURS_OUT = "ours (multiprocessing, out=)"
+OUT_OPS = ("broadcast", "scatter", "gather", "allgather")
 POOL = "Pool.map (array_split)"
-OPS = ("broadcast", "scatter", "gather", "allreduce", "scatter+gather")
+OPS = ("broadcast", "scatter", "gather", "allgather", "allreduce", "scatter+gather")
 MEMCPY_TARGET = 0.5
 MEMCPY_TARGET_FROM = 16 * MiB
 POOL_TARGET = 4.0
@@ -55,12 +59,18 @@ def _our_cases(par: Any, nbytes: int) -> dict[str, Callable[[], Any]]:
     root = par.on_main
     full = np.arange(nbytes // 8, dtype=np.float64)  # every process has one: allreduce needs it
     mine = np.array_split(full, par.nprocs)[par.id].copy()
+    whole, block = np.empty_like(full), np.empty_like(mine)  # the out= arrays, allocated once
     return {
         "broadcast": lambda: par.broadcast(full if root else None),
         "scatter": lambda: par.scatter(full if root else None),
         "gather": lambda: par.gather(mine),
+        "allgather": lambda: par.allgather(mine),
         "allreduce": lambda: par.allreduce(full),
         "scatter+gather": lambda: par.gather(par.scatter(full if root else None)),
+        "broadcast (out=)": lambda: par.broadcast(full if root else None, out=full if root else whole),
+        "scatter (out=)": lambda: par.scatter(full if root else None, out=block),
+        "gather (out=)": lambda: par.gather(mine, out=whole if root else None),
+        "allgather (out=)": lambda: par.allgather(mine, out=whole),
         "memcpy": _copy_case(nbytes) if root else lambda: None,
     }
 
@@ -131,6 +141,10 @@ def compare(report: Report) -> None:
             report.compare(SECTION, case, ours, report.find(op, POOL, nbytes), target=target)
             target = MEMCPY_TARGET if op == "scatter+gather" and nbytes >= MEMCPY_TARGET_FROM else None
             report.compare(SECTION, case, ours, report.find("memcpy", "np.copyto", nbytes), target=target)
+            if op in OUT_OPS:
+                into = report.find(op, OURS_OUT, nbytes)
+                report.compare(SECTION, case, into, ours)
+                report.compare(SECTION, case, into, report.find("memcpy", "np.copyto", nbytes))
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -146,8 +160,9 @@ def run(args: argparse.Namespace) -> Report:
         report.extra["start_method"] = par.start_method
         ours = par.run(this.bench_ranks, sizes, repeats)
     for nbytes, samples in ours.items():
-        for op, values in samples.items():
-            system = "np.copyto" if op == "memcpy" else OURS
+        for name, values in samples.items():
+            op = name.removesuffix(" (out=)")
+            system = "np.copyto" if op == "memcpy" else OURS if op == name else OURS_OUT
             report.add(op, system, values, size=nbytes, work=nbytes)
     pool = this.bench_pool(sizes, 3, 1) if args.quick else this.bench_pool(sizes, repeats, 2)  # ~2 s a call at 256 MiB
     for nbytes, samples in pool.items():

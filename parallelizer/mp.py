@@ -18,9 +18,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ._core import checks, env
+from ._core import checks, env, outbuf
 from ._core.tags import Space
-from ._mp import collectives, launch, wire, worker
+from ._mp import collectives, into, launch, wire, worker
 from ._mp.endpoint import Endpoint
 from ._mp.group import Group
 from ._mp.protocol import MainProtocol
@@ -273,6 +273,41 @@ class MultiprocessingParallelizer(Parallelizer):
         if endpoint.nprocs == 2 and endpoint.polls:
             return collectives.allreduce_pair(endpoint, obj, func, self._caller or "allreduce()")
         return super()._allreduce(obj, op, func)
+
+    # out=: arrays pulled straight into out once every process has checked its own (_mp.into)
+
+    def _together(self) -> bool:
+        return self.nprocs > 1 and self._connected()
+
+    def _agree(self, problem: str | None, call: str) -> None:
+        outbuf.check_all(self._allgather(problem), call)
+
+    def _bcast_into(self, obj: Any, root: int, out: Any) -> Any:
+        if not self._together():
+            return super()._bcast_into(obj, root, out)
+        return into.bcast(self._ep(), obj, root, out, self._agree)
+
+    def _scatter_into(self, data: Any, bounds: list[tuple[int, int]] | None, root: int, out: Any) -> Any:
+        if not self._together():
+            return super()._scatter_into(data, bounds, root, out)
+        return into.scatter(self._ep(), data, bounds, root, out, self._agree)
+
+    def _gather_into(self, obj: Any, root: int, out: Any) -> Any:
+        if not self._together():
+            return super()._gather_into(obj, root, out)
+        return into.gather(self._ep(), obj, root, out, self._agree)
+
+    def _allgather_into(self, obj: Any, out: Any) -> Any:
+        if not self._together():
+            return super()._allgather_into(obj, out)
+        agree = self._agree
+        return collectives.allgather_all(
+            self._ep(),
+            outbuf.apart(obj, out),
+            self._caller or "allgather()",
+            out,
+            lambda text: agree(text, "allgather"),
+        )
 
     def _barrier(self) -> None:
         endpoint = self._ep()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["NOT_GIVEN", "Written", "check_all", "problem", "unfit", "write"]
+__all__ = ["NOT_GIVEN", "Written", "apart", "check_all", "problem", "unfit", "write"]
 
 
 class _NotGiven:
@@ -132,3 +132,23 @@ def write(out: Any, result: Any) -> Any:
 
         numpy.copyto(out, result, casting="no")
     return out
+
+
+def apart(obj: Any, out: Any) -> Any:
+    """``obj``, or a copy of it where it shares memory with the ``out`` it is gathered into.
+
+    A part that overlaps ``out`` would be overwritten by the other parts
+    arriving (or, sent, read by the others after that).
+
+    Example:
+        >>> import numpy as np
+        >>> whole = np.zeros(4)
+        >>> part = whole[:2]
+        >>> apart(part, whole) is part, apart(part, np.zeros(4)) is part
+        (False, True)
+    """
+    if out is None or not _is_array(out) or not _is_array(obj):
+        return obj
+    import numpy
+
+    return obj.copy() if numpy.may_share_memory(obj, out) else obj

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import semantics
-from .._core import memory
+from .._core import memory, outbuf
 from .._core.codec import raw_bytes
 from .._core.limits import PARALLEL_COPY_MIN
 from .._core.tags import CollTag
@@ -93,35 +93,54 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
     return _join(endpoint, obj, CollTag.GATHER, "gather")
 
 
-def _join(endpoint: Endpoint, obj: Any, tag: int, what: str) -> Any:
+def _join(
+    endpoint: Endpoint,
+    obj: Any,
+    tag: int,
+    what: str,
+    out: Any = outbuf.NOT_GIVEN,
+    agree: Callable[[str | None], None] | None = None,
+) -> Any:
     """This process's ``obj`` and the lazy messages every other one sent with ``tag``, joined as ``gather`` joins them.
 
-    When the parts concatenate, the result is allocated once and each part
-    is pulled straight into its slice: one copy per byte, no part held twice.
+    When the parts concatenate, the result is allocated once (or is ``out``)
+    and each part is pulled straight into its slice: one copy per byte, no
+    part held twice. With ``out`` (``agree`` given), ``agree`` is called
+    once with this process's verdict on ``out`` before anything is pulled
+    (it raises on every process if any verdict is bad; the parts are then
+    dropped unread), and the result comes back as ``outbuf.Written``.
     """
+    into = agree is not None
     me, ranks = endpoint.rank, range(endpoint.nprocs)
     mine = semantics.array_meta(obj)
     if mine is None:  # no plan concatenates the parts: receive each whole (a small one straight from its socket)
         parts = receive_all(
             ranks, lambda rank: obj if rank == me else endpoint.recv(rank, wire.Kind.COLL, tag, what, lazy=True)
         )
-        return semantics.join_gathered(parts)
+        return _joined(semantics.join_gathered(parts), out, agree)
     incoming = {rank: endpoint.receive(rank, wire.Kind.COLL, tag, what, lazy=True) for rank in ranks if rank != me}
     metas = [mine if rank == me else incoming[rank].array_meta() for rank in ranks]
     plan = semantics.concat_plan(metas)
     if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
         parts = receive_all(ranks, lambda rank: obj if rank == me else _value(endpoint, incoming[rank]))
-        return semantics.join_gathered(parts)
+        return _joined(semantics.join_gathered(parts), out, agree)
     import numpy
 
+    if agree is not None:
+        try:
+            agree(None if out is None else outbuf.unfit(out, plan.shape, plan.dtype))
+        except BaseException:
+            for inc in incoming.values():  # never pulled: their senders may go on
+                endpoint.rendezvous.release(inc)
+            raise
     threads = endpoint.threads()
-    out = memory.empty(plan.shape, plan.dtype)
+    result = out if into and out is not None else memory.empty(plan.shape, plan.dtype)
 
     def part(rank: int) -> Any:
         start = plan.offsets[rank]
         meta = metas[rank]
         assert meta is not None
-        return out[start : start + meta.shape[0]]
+        return result[start : start + meta.shape[0]]
 
     own = threads.submit(numpy.copyto, part(me), obj) if obj.nbytes >= PARALLEL_COPY_MIN else None
     if own is None:
@@ -134,7 +153,15 @@ def _join(endpoint: Endpoint, obj: Any, tag: int, what: str) -> Any:
             part(rank)[...] = _value(endpoint, incoming[rank])
     if own is not None:
         own.result()
-    return out
+    return outbuf.Written(result) if into else result
+
+
+def _joined(joined: Any, out: Any, agree: Callable[[str | None], None] | None) -> Any:
+    """A result that is not one concatenated array: as it is, or (``out=``) checked by all, then put in ``out``."""
+    if agree is None:
+        return joined
+    agree(outbuf.problem(out, joined))
+    return outbuf.Written(outbuf.write(out, joined))
 
 
 def _value(endpoint: Endpoint, inc: Incoming) -> Any:
@@ -167,13 +194,20 @@ def allreduce_pair(endpoint: Endpoint, obj: Any, func: Callable[[Any, Any], Any]
     return semantics.fold([obj, theirs] if other else [theirs, obj], func, "allreduce")
 
 
-def allgather_all(endpoint: Endpoint, obj: Any, what: str = "allgather()") -> Any:
+def allgather_all(
+    endpoint: Endpoint,
+    obj: Any,
+    what: str = "allgather()",
+    out: Any = outbuf.NOT_GIVEN,
+    agree: Callable[[str | None], None] | None = None,
+) -> Any:
     """``allgather``: every process sends ``obj`` to every other one, then joins the parts as ``gather`` does.
 
     The parts are sent lazily: each process pulls the others' arrays straight
-    into its result (:func:`_join`), and waits until the others have pulled
-    its own. Every part is received before the first error that unpickling
-    one met is raised (:func:`receive_all`), so no process is left waiting.
+    into its result (:func:`_join`; into ``out`` after ``agree``), and waits
+    until the others have pulled its own. Every part is received before the
+    first error that unpickling one met is raised (:func:`receive_all`), so
+    no process is left waiting.
     """
     rank, nprocs = endpoint.rank, endpoint.nprocs
     others = [(rank + step) % nprocs for step in range(1, nprocs)]  # each starts with its next neighbour
@@ -184,7 +218,7 @@ def allgather_all(endpoint: Endpoint, obj: Any, what: str = "allgather()") -> An
     # have, also when it raises (then with its own error: a missing or dead
     # process would fail the wait for the pulls too, less clearly).
     try:
-        joined = _join(endpoint, obj, CollTag.ALLGATHER, what)
+        joined = _join(endpoint, obj, CollTag.ALLGATHER, what, out, agree)
     except BaseException:
         if sent is not None:
             with contextlib.suppress(Exception):

@@ -165,11 +165,11 @@ class Endpoint:
             What :meth:`wait_sent` waits for.
         """
         encoded = encoded or encode(obj, what)
-        descs = self.rendezvous.descriptors(encoded)
+        descs = self.rendezvous.descriptors(encoded, lazy)
         pending = PendingSend(next(self._tokens), encoded, descs, lazy)
         flags = encoded.flags | (wire.FLAG_LAZY if lazy else 0)
         for dest in dests:
-            sent_descs = self.rendezvous.descriptors_for(dest, descs)
+            sent_descs = self.rendezvous.descriptors_for(dest, descs, lazy)
             header = wire.pack(
                 kind, tag=tag, epoch=self.epoch, token=pending.token, flags=flags, body=encoded.body, descs=sent_descs
             )

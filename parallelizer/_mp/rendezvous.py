@@ -8,8 +8,11 @@ refuses (``EPERM``), the receiver answers ``NACK`` and the sender streams the
 bytes in a ``BUFDATA`` frame instead, straight into the memory the receiver
 chose; that pair of processes streams from then on.
 
-``lazy`` frames (gather) are pulled only when the consumer says where to:
-straight into the slices of the result.
+``lazy`` frames (gather, allgather, ``out=``) are pulled only when the
+consumer says where to: straight into the slices of the result, or into
+``out``. They announce their large buffers also where nothing can be pulled
+(streaming pairs, no cross-memory attach): the receiver then asks for the
+stream at once, and the bytes still land where it chose.
 
 Nothing here waits: the endpoint waits, and asks :meth:`Rendezvous.done`
 and :attr:`Incoming.ready` whether the transfers it waits for are over.
@@ -75,9 +78,15 @@ class Rendezvous:
     # ------------------------------------------------------------------ sending
 
     @staticmethod
-    def descriptors(encoded: Encoded) -> list[Desc]:
-        """How each buffer of ``encoded`` travels: pulled (large) or inline."""
-        pull = cma.AVAILABLE and any(buffer.nbytes >= CMA_MIN for buffer in encoded.buffers)
+    def descriptors(encoded: Encoded, lazy: bool = False) -> list[Desc]:
+        """How each buffer of ``encoded`` travels: announced (large) or inline.
+
+        An announced buffer is pulled by the receiver, or streamed when it
+        asks (``NACK``). A lazy message announces its large buffers even
+        where nothing can be pulled, so that they stream straight into the
+        memory the receiver chooses instead of arriving before it has.
+        """
+        pull = (lazy or cma.AVAILABLE) and any(buffer.nbytes >= CMA_MIN for buffer in encoded.buffers)
         return [
             (wire.MODE_CMA, buffer.nbytes, address_of(buffer))
             if pull and buffer.nbytes >= CMA_MIN
@@ -85,9 +94,9 @@ class Rendezvous:
             for buffer in encoded.buffers
         ]
 
-    def descriptors_for(self, dest: int, descs: list[Desc]) -> list[Desc]:
-        """``descs`` as sent to ``dest``: all inline if ``dest`` cannot pull from us."""
-        if dest in self.stream_to:
+    def descriptors_for(self, dest: int, descs: list[Desc], lazy: bool = False) -> list[Desc]:
+        """``descs`` as sent to ``dest``: all inline if ``dest`` cannot pull from us (lazy: still announced)."""
+        if dest in self.stream_to and not lazy:
             return [(wire.MODE_INLINE, size, 0) for _, size, _ in descs]
         return descs
 
@@ -156,7 +165,7 @@ class Rendezvous:
                     raw_bytes(target)[:] = raw_bytes(inc.frame.inline[0])
                 continue
             inc.frame.inline[0] = target
-            if inc.source in self.cma_refused:
+            if not self._may_pull(inc.source):
                 self._stream_instead(inc, [target])
             else:
                 jobs.append((inc, target, address, size))
@@ -191,7 +200,7 @@ class Rendezvous:
         for index, target in enumerate(targets):
             if target is not None:
                 frame.inline[index] = target
-        if inc.source in self.cma_refused:
+        if not self._may_pull(inc.source):
             self._stream_instead(inc, targets)
             return
         error = None
@@ -201,6 +210,10 @@ class Rendezvous:
                 if error is not None:
                     break
         self._after_pull(inc, targets, error)
+
+    def _may_pull(self, source: int) -> bool:
+        """Whether to read ``source``'s announced buffers ourselves (else ask it to stream them)."""
+        return cma.AVAILABLE and source not in self.cma_refused
 
     def _try_read(self, source: int, remote: int, local: int, size: int) -> OSError | None:
         try:

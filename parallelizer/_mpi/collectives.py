@@ -310,7 +310,7 @@ class Collectives:
             )
             if self.rank == root and target is None:
                 target = _memory.empty(result.shape, result.dtype)
-            self._gatherv(_apart(obj, target), target, layout.counts, layout.displs, root, layout.fits)
+            self._gatherv(outbuf.apart(obj, target), target, layout.counts, layout.displs, root, layout.fits)
             return outbuf.Written(target)
         received = _memory.empty(result.shape, result.dtype) if self.rank == root else None
         self._gatherv(obj, received, layout.counts, layout.displs, root, layout.fits)
@@ -339,7 +339,7 @@ class Collectives:
             )
         target = out if into and out is not None else _memory.empty(result.shape, result.dtype)
         if into:
-            obj = _apart(obj, target)
+            obj = outbuf.apart(obj, target)
         MPI = _mpi()
         if layout.fits:
             self.comm.Allgatherv(
@@ -444,12 +444,3 @@ class Collectives:
             return out
         self.comm.Reduce(send_spec, [out, datatype] if receives else None, op, root)
         return out if receives else None
-
-
-def _apart(obj: Any, target: Any) -> Any:
-    """``obj``, or a copy of it where it shares memory with the array it is gathered into."""
-    if target is None:
-        return obj
-    import numpy
-
-    return obj.copy() if numpy.may_share_memory(obj, target) else obj

@@ -254,3 +254,102 @@ def test_out_calls_with_changing_shapes(par):
     got = spmd(par, _changing_shapes_body)
     if par.on_main:
         assert got == [True] * par.nprocs
+
+
+BIG = 1 << 20  # bytes per process: above the sizes sent inline or from pooled memory
+"""Large enough for every transport's bulk path (cross-memory attach or streaming, MPI's rendezvous)."""
+
+
+def _big_calls(parallelizer, rows):
+    """Every copying collective with ``out=``, on arrays of ``rows`` x 1 KiB per process; their checks."""
+    n, me, main = parallelizer.nprocs, parallelizer.id, parallelizer.on_main
+    from parallelizer.semantics import block_bounds
+
+    width = 128  # float64: 1 KiB a row
+    full = np.arange(n * rows * width, dtype=float).reshape(n * rows, width)
+    checks = []
+    out = _fresh(full.shape)
+    checks.append(parallelizer.broadcast(full if main else None, out=out) is out and (out == full).all())
+    start, stop = block_bounds(len(full), n)[me]
+    out = _fresh((stop - start, width))
+    checks.append(parallelizer.scatter(full if main else None, out=out) is out and (out == full[start:stop]).all())
+    mine = full[me * rows : (me + 1) * rows].copy()
+    out = _fresh(full.shape) if main else None
+    got = parallelizer.gather(mine, out=out)
+    checks.append(got is out and (out == full).all() if main else got is None)
+    out = _fresh(full.shape)
+    checks.append(parallelizer.allgather(mine, out=out) is out and (out == full).all())
+    return checks
+
+
+def _no_allocation_body(parallelizer):
+    from parallelizer._core import memory
+
+    rows = BIG // 1024
+    _big_calls(parallelizer, rows)  # first calls: whatever a transport sets up once
+    taken = []
+    empty = memory.empty
+
+    def recording(shape, dtype, *args, **kwargs):
+        array = empty(shape, dtype, *args, **kwargs)
+        if array.nbytes >= 64 << 10:
+            taken.append(array.nbytes)
+        return array
+
+    memory.empty = recording
+    try:
+        checks = _big_calls(parallelizer, rows)
+    finally:
+        memory.empty = empty
+    return parallelizer.allgather((checks, taken))
+
+
+def test_out_receives_large_arrays_without_a_new_array(par):
+    """``out=`` on broadcast, scatter, gather and allgather: the data lands in ``out``, no array is allocated."""
+    got = spmd(par, _no_allocation_body)
+    if par.on_main:
+        for rank, (checks, taken) in enumerate(got):
+            assert checks == [True] * 4, f"rank {rank}: {checks}"
+            assert taken == [], f"rank {rank} allocated arrays of {taken} bytes"
+
+
+def _bad_big_out_body(kind, call, parallelizer):
+    """As ``_bad_out_body``, with 1 MiB per process: the data waits in its sender until all agree, then is dropped."""
+    n, main = parallelizer.nprocs, parallelizer.on_main
+    rows = BIG // 1024
+    full = np.ones((n * rows, 128))
+    shape = full.shape if call != "scatter" else None
+    culprit = 0 if call == "gather" else n - 1
+    if call == "scatter":
+        from parallelizer.semantics import block_bounds
+
+        start, stop = block_bounds(len(full), n)[parallelizer.id]
+        shape = (stop - start, 128)
+    fine = None if call == "gather" else _fresh(shape)
+    out = _wrong(kind, shape) if parallelizer.id == culprit else fine
+    raised = None
+    try:
+        if call == "broadcast":
+            parallelizer.broadcast(full if main else None, out=out)
+        elif call == "scatter":
+            parallelizer.scatter(full if main else None, out=out)
+        elif call == "gather":
+            parallelizer.gather(full[:rows], out=out)
+        else:
+            parallelizer.allgather(full[:rows], out=out)
+    except ValueError as exc:
+        raised = str(exc)
+    untouched = not isinstance(out, np.ndarray) or (out == SENTINEL).all()
+    after = parallelizer.allgather(parallelizer.broadcast(np.arange(3.0) if main else None).tolist())  # in step
+    return parallelizer.allgather((raised, untouched, after))
+
+
+@pytest.mark.parametrize("kind", ["shape", "read-only", "not an array"])
+@pytest.mark.parametrize("call", ["broadcast", "scatter", "gather", "allgather"])
+def test_a_bad_out_for_a_large_array_raises_everywhere_and_the_group_stays_in_step(par, call, kind):
+    got = spmd(par, _bad_big_out_body, kind, call)
+    if par.on_main:
+        for rank, (raised, untouched, after) in enumerate(got):
+            assert raised is not None and "out" in raised and BAD_OUTS[kind] in raised, f"rank {rank}: {raised}"
+            assert untouched, f"rank {rank}'s out was written"
+            assert after == [[0.0, 1.0, 2.0]] * par.nprocs
