@@ -261,6 +261,31 @@ class MPIParallelizer(Parallelizer):
     def _allreduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any) -> Any:
         return self._coll.reduce(obj, op, func, None, out)
 
+    def barrier(self) -> None:
+        """Returns when every rank of ``comm`` has called it (``MPI_Barrier``).
+
+        The one-caller rule of :func:`parallelizer._core.calls.exclusive`,
+        inlined for the most frequent case (no nesting, watchdog or debug
+        checks), so that a barrier costs little more than ``comm.Barrier()``;
+        anything else takes the general path.
+
+        Example:
+            Under ``mpiexec -n 2 python script.py``::
+
+                par = MPIParallelizer()
+                par.barrier()  # both ranks have arrived
+        """
+        lock = self._caller_lock
+        if self._caller is None and self._watchdog is None and not self._debug and lock.acquire(False):
+            self._caller = "barrier()"  # (never held by this thread with no caller: it is the outermost call)
+            try:
+                self._comm.Barrier()
+            finally:
+                self._caller = None
+                lock.release()
+            return
+        super().barrier()  # nested, watched, checked, or another thread inside a call (which raises)
+
     def _barrier(self) -> None:
         self._comm.Barrier()
 

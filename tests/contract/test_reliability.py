@@ -43,36 +43,39 @@ def test_recv_from_oneself_with_nothing_sent_raises_deadlock_error(par):
 # ---------------------------------------------------------------- one caller at a time
 
 
-def _second_thread_body(parallelizer):
-    """A map whose function, on every process, calls a collective from another thread."""
+def _second_thread_body(call, parallelizer):
+    """A map whose function, on every process, calls a collective from another thread, then itself (nested)."""
 
     def in_another_thread(item):
         outcome = []
 
-        def call():
+        def other():
             try:
-                parallelizer.allreduce(1)
+                parallelizer.barrier() if call == "barrier" else parallelizer.allreduce(1)
                 outcome.append("ran")
             except RuntimeError as err:
                 outcome.append(str(err))
 
-        thread = threading.Thread(target=call)
+        thread = threading.Thread(target=other)
         thread.start()
         thread.join(30)
+        parallelizer.barrier() if call == "barrier" else parallelizer.allreduce(1)  # the thread inside may nest it
         return outcome[0]
 
     refusals = parallelizer.map(in_another_thread, list(range(parallelizer.nprocs)) if parallelizer.on_main else None)
-    total = parallelizer.allreduce(1)  # the calling thread's collectives are unaffected
+    parallelizer.barrier()  # the calling thread's collectives are unaffected
+    total = parallelizer.allreduce(1)
     return refusals, total
 
 
-def test_second_thread_is_refused_while_one_is_inside_a_call(par):
-    refusals, total = spmd(par, _second_thread_body)
+@pytest.mark.parametrize("call", ["allreduce", "barrier"])
+def test_second_thread_is_refused_while_one_is_inside_a_call(par, call):
+    refusals, total = spmd(par, _second_thread_body, call)
     assert total == par.nprocs
     if par.on_main:
         assert len(refusals) == par.nprocs
         for text in refusals:
-            assert text.startswith("allreduce() was called while another thread is inside map()"), text
+            assert text.startswith(f"{call}() was called while another thread is inside map()"), text
 
 
 # ---------------------------------------------------------------- values travel intact
