@@ -45,6 +45,7 @@ TESTED_SCRIPTS = {
     "reduced_basis.py",
     "async_tasks.py",
     "executor.py",
+    "heat_diffusion.py",
 }
 
 
@@ -161,6 +162,28 @@ def test_monte_carlo_integral_called_as_its_docstring_says():
     )
     out = _run([sys.executable, "-c", code], {"PYTHONPATH": os.pathsep.join([ROOT, EXAMPLES])})
     assert out.startswith("True (0.3")  # (sqrt(pi)/2 erf(1))^4 = 0.311
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_heat_diffusion(mode, serial_outputs):
+    out, serial = _same_as_serial("heat_diffusion.py", mode, serial_outputs)
+    header, result = _lines(out)
+    assert header == BACKEND[mode]
+    assert result == _lines(serial)[1]  # bit for bit, whatever the number of processes
+    heat, peak, where = re.search(r"heat (\S+), peak (\S+) at point (\d+)", result).groups()
+    assert abs(float(heat) - 40.0) < 1e-9 and 0.5 < float(peak) < 1.0 and int(where) in range(99_980, 100_020)
+
+
+def test_heat_diffusion_called_as_its_docstring_says():
+    code = (
+        "import numpy as np, heat_diffusion as hd\n"
+        "from parallelizer import MultiprocessingParallelizer\n"
+        "serial = hd.diffuse(100_000, 50)\n"
+        "parallel = MultiprocessingParallelizer(2).run(hd.diffuse, 100_000, 50)\n"
+        "print(np.array_equal(serial, parallel), serial.max() < 1.0)\n"
+    )
+    out = _run([sys.executable, "-c", code], {"PYTHONPATH": os.pathsep.join([ROOT, EXAMPLES])})
+    assert out.split() == ["True", "True"]
 
 
 @pytest.mark.parametrize("mode", MODES)
