@@ -32,6 +32,16 @@ PARALLEL_COPY_MIN = 1 << 20
 """Multiprocessing gather: root copies its own part in a thread, beside the
 pulls of the other parts, from this size on."""
 
+PULL_PIECE_MIN = 1 << 20
+"""Multiprocessing: a pull this many bytes long or more, when it is the only
+one, is split into pieces of at least this size, read side by side in
+threads (one ``process_vm_readv`` runs at a fraction of memory bandwidth:
+on a 2-core VM, 8 MiB took 0.89 ms in one call and 0.44 ms in two threads,
+against 0.14 ms for a memcpy)."""
+
+PULL_PIECES_MAX = 4
+"""Multiprocessing: the most pieces one pull is split into (fewer with fewer CPUs)."""
+
 CMA_CHUNK = 1 << 30
 """Multiprocessing: the most bytes one ``process_vm_readv`` call copies (the
 kernel stops short of 2 GiB anyway)."""

@@ -79,7 +79,7 @@ class Endpoint:
         self.protocol = protocol
         self.mail = Mailbox()
         self.loop = Loop(sockets, self._allocator, self._on_frame, protocol.on_eof, protocol.dead_peer)
-        self.rendezvous = Rendezvous(pids, self.loop, protocol)
+        self.rendezvous = Rendezvous(pids, self.loop, protocol, self.threads)
         self._tokens = itertools.count(1)
         self._threads: ThreadPoolExecutor | None = None
         self.timeout: float | None = None  # the longest one wait may take (seconds)

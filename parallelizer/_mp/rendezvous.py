@@ -26,8 +26,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._core import env
 from .._core.codec import Encoded, raw_bytes
-from .._core.limits import CMA_MIN
+from .._core.limits import CMA_MIN, PULL_PIECE_MIN, PULL_PIECES_MAX
 from . import cma, wire
 from .channel import Channel, Incoming, address_of
 from .loop import Loop
@@ -63,13 +64,18 @@ class Rendezvous:
         pids: Every rank's process id (completed by main's SETUP).
         loop: The sockets, for ACK/NACK/BUFDATA frames.
         protocol: Told of dead peers and of senders that gave a message up.
-        epoch: The current run.
+        threads: The endpoint's threads, for a large pull read in pieces side
+            by side (never called from one of those threads).
     """
 
-    def __init__(self, pids: dict[int, int], loop: Loop, protocol: Protocol) -> None:
+    def __init__(
+        self, pids: dict[int, int], loop: Loop, protocol: Protocol, threads: Callable[[], Executor] | None = None
+    ) -> None:
         self.pids = pids
         self.loop = loop
         self.protocol = protocol
+        self._threads = threads
+        self._pieces = max(1, min(env.usable_cpus(), PULL_PIECES_MAX)) if threads is not None else 1
         self.sends: dict[int, PendingSend] = {}  # token -> a send some receiver still pulls
         self.awaiting: dict[tuple[int, int], Incoming] = {}  # (source, token) -> waits for BUFDATA
         self.cma_refused: set[int] = set()  # peers whose memory we may not read
@@ -170,11 +176,14 @@ class Rendezvous:
             else:
                 jobs.append((inc, target, address, size))
 
-        def read(job: tuple[Incoming, Any, int, int]) -> OSError | None:
+        def read(job: tuple[Incoming, Any, int, int], alone: bool = False) -> OSError | None:
             inc, target, remote, size = job
-            return self._try_read(inc.source, remote, address_of(target), size)
+            return self._try_read(inc.source, remote, address_of(target), size, alone)
 
-        outcomes = list(threads.map(read, jobs)) if threads is not None and len(jobs) > 1 else [read(j) for j in jobs]
+        if threads is not None and len(jobs) > 1:  # side by side already: one thread each
+            outcomes = list(threads.map(read, jobs))
+        else:
+            outcomes = [read(job, alone=True) for job in jobs]
         for job, error in zip(jobs, outcomes, strict=True):
             self._after_pull(job[0], [job[1]], error)
 
@@ -206,7 +215,7 @@ class Rendezvous:
         error = None
         for index, (mode, size, address) in enumerate(frame.descs):
             if mode == wire.MODE_CMA:
-                error = self._try_read(inc.source, address, address_of(targets[index]), size)
+                error = self._try_read(inc.source, address, address_of(targets[index]), size, alone=True)
                 if error is not None:
                     break
         self._after_pull(inc, targets, error)
@@ -215,12 +224,20 @@ class Rendezvous:
         """Whether to read ``source``'s announced buffers ourselves (else ask it to stream them)."""
         return cma.AVAILABLE and source not in self.cma_refused
 
-    def _try_read(self, source: int, remote: int, local: int, size: int) -> OSError | None:
-        try:
-            cma.read(self.pids[source], remote, local, size)
-        except OSError as exc:
-            return exc
-        return None
+    def _try_read(self, source: int, remote: int, local: int, size: int, alone: bool = False) -> OSError | None:
+        """Pulls ``size`` bytes; the error, if any. ``alone``: no other pull runs, so a large one goes in pieces."""
+        pid = self.pids[source]
+        pieces = min(self._pieces, size // PULL_PIECE_MIN) if alone else 1
+        if pieces <= 1:
+            return _read(pid, remote, local, size)
+        assert self._threads is not None
+        step = -(-size // pieces // 4096) * 4096  # whole pages
+        rest = [
+            self._threads().submit(_read, pid, remote + start, local + start, min(step, size - start))
+            for start in range(step, size, step)
+        ]
+        errors = [_read(pid, remote, local, step)] + [future.result() for future in rest]
+        return next((error for error in errors if error is not None), None)
 
     def _after_pull(self, inc: Incoming, targets: list[Any], error: OSError | None) -> None:
         if error is None:
@@ -243,3 +260,12 @@ class Rendezvous:
 
     def _control(self, dest: int, kind: wire.Kind, inc: Incoming) -> None:
         self.loop.send(dest, [wire.pack(kind, token=inc.frame.token, epoch=inc.epoch)])
+
+
+def _read(pid: int, remote: int, local: int, size: int) -> OSError | None:
+    """One ``cma.read``; its error returned, not raised (reads may run in threads)."""
+    try:
+        cma.read(pid, remote, local, size)
+    except OSError as exc:
+        return exc
+    return None
