@@ -118,7 +118,7 @@ class Collectives(Transport):
             block = self._scatter_into(None, None, root, out) if into else self._scatter(None, None, root)
             checks.refused(block)
         elif refusal is not None:  # every process raises it, not root alone
-            if self.nprocs > 1 and self._connected():  # the same call as the others make
+            if self._together():  # the same call as the others make
                 self._scatter_into(refusal, None, root, out) if into else self._scatter(refusal, None, root)
             refusal.raise_it()
         else:
@@ -193,7 +193,13 @@ class Collectives(Transport):
             self._check_collective(_named("reduce", out), root)
         if out is outbuf.NOT_GIVEN:
             return self._reduce(obj, op, func, root)
-        return self._receive_into(out, self._reduce_into(obj, op, func, root, out), "reduce")
+        try:
+            result = self._reduce_into(obj, op, func, root, out)
+        except semantics.CombineError:  # root alone combines, and raises, as without out=
+            if self._together():  # the others still agree on out (all fine: off root it is ignored)
+                outbuf.check_all(self._allgather(None), "reduce")
+            raise
+        return self._receive_into(out, result, "reduce")
 
     @exclusive
     def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", *, out: Any = outbuf.NOT_GIVEN) -> Any:
@@ -252,9 +258,12 @@ class Collectives(Transport):
         if isinstance(result, outbuf.Written):  # the backend has checked and received into out
             return result.value
         mine = outbuf.problem(out, result)
-        together = self.nprocs > 1 and self._connected()
-        outbuf.check_all(self._allgather(mine) if together else [mine], call)
+        outbuf.check_all(self._allgather(mine) if self._together() else [mine], call)
         return outbuf.write(out, result)
+
+    def _together(self) -> bool:
+        """Whether there are other processes to agree with now."""
+        return self.nprocs > 1 and self._connected()
 
     @exclusive
     def barrier(self) -> None:

@@ -276,38 +276,32 @@ class MultiprocessingParallelizer(Parallelizer):
 
     # out=: arrays pulled straight into out once every process has checked its own (_mp.into)
 
-    def _together(self) -> bool:
-        return self.nprocs > 1 and self._connected()
-
-    def _agree(self, problem: str | None, call: str) -> None:
-        outbuf.check_all(self._allgather(problem), call)
+    def _agreement(self, call: str) -> Callable[[str | None], None]:
+        """Every process's verdict on its ``out`` exchanged; ``ValueError`` on all if one is bad."""
+        return lambda problem: outbuf.check_all(self._allgather(problem), call)
 
     def _bcast_into(self, obj: Any, root: int, out: Any) -> Any:
         if not self._together():
             return super()._bcast_into(obj, root, out)
-        return into.bcast(self._ep(), obj, root, out, self._agree)
+        return into.bcast(self._ep(), obj, root, out, self._agreement("broadcast"))
 
     def _scatter_into(self, data: Any, bounds: list[tuple[int, int]] | None, root: int, out: Any) -> Any:
         if not self._together():
             return super()._scatter_into(data, bounds, root, out)
-        return into.scatter(self._ep(), data, bounds, root, out, self._agree)
+        return into.scatter(self._ep(), data, bounds, root, out, self._agreement("scatter"))
 
     def _gather_into(self, obj: Any, root: int, out: Any) -> Any:
         if not self._together():
             return super()._gather_into(obj, root, out)
-        return into.gather(self._ep(), obj, root, out, self._agree)
+        if self.id != root:
+            return into.gather_part(self._ep(), obj, root, self._agreement("gather"))
+        return collectives.gather_into(self._ep(), outbuf.apart(obj, out), root, out, self._agreement("gather"))
 
     def _allgather_into(self, obj: Any, out: Any) -> Any:
         if not self._together():
             return super()._allgather_into(obj, out)
-        agree = self._agree
-        return collectives.allgather_all(
-            self._ep(),
-            outbuf.apart(obj, out),
-            self._caller or "allgather()",
-            out,
-            lambda text: agree(text, "allgather"),
-        )
+        what = self._caller or "allgather()"
+        return collectives.allgather_all(self._ep(), outbuf.apart(obj, out), what, out, self._agreement("allgather"))
 
     def _barrier(self) -> None:
         endpoint = self._ep()

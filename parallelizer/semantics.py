@@ -302,6 +302,14 @@ def resolve_op(op: object) -> Callable[[Any, Any], Any]:
     raise TypeError(f"op must be one of {OPS} or a callable, not {type(op).__name__}")
 
 
+class CombineError(TypeError):
+    """A reduction met values its operation cannot combine (raised where the operation runs).
+
+    A ``TypeError`` to the caller; the collectives tell it apart from other
+    errors to keep the processes in step (only ``reduce``'s root combines).
+    """
+
+
 def fold(values: Sequence[Any], func: Callable[[Any, Any], Any], call: str = "reduce") -> Any:
     """Reduces ``values`` in order: ``func(func(v0, v1), v2)...``.
 
@@ -310,8 +318,8 @@ def fold(values: Sequence[Any], func: Callable[[Any, Any], Any], call: str = "re
     fails on two processes fails on one too (:func:`check_operand`).
 
     Raises:
-        TypeError: ``func`` cannot combine two of the values; names ``call``
-            and the values' types.
+        CombineError: ``func`` cannot combine two of the values (a
+            ``TypeError``); names ``call`` and the values' types.
     """
     if len(values) == 1:
         check_operand(values[0], func, call)
@@ -321,7 +329,7 @@ def fold(values: Sequence[Any], func: Callable[[Any, Any], Any], call: str = "re
         try:
             result = func(result, value)
         except Exception as exc:
-            raise TypeError(_cannot_combine(call, func, result, value, exc)) from exc
+            raise CombineError(_cannot_combine(call, func, result, value, exc)) from exc
     return result
 
 
@@ -342,7 +350,7 @@ def check_operand(value: Any, func: Callable[[Any, Any], Any], call: str) -> Non
     try:
         func(probe, probe)
     except Exception as exc:
-        raise TypeError(_cannot_combine(call, func, value, value, exc)) from exc
+        raise CombineError(_cannot_combine(call, func, value, value, exc)) from exc
 
 
 def _cannot_combine(call: str, func: Callable[[Any, Any], Any], a: Any, b: Any, exc: Exception) -> str:

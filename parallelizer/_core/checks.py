@@ -221,10 +221,16 @@ class Refusal:
 
 
 def _portable(error: Exception) -> Exception:
-    """``error`` as it can travel: its own type when that is a builtin, else a ``TypeError``."""
+    """``error`` as it can travel: its own type when that is a builtin, else a ``TypeError``.
+
+    A reduction's :class:`~parallelizer.semantics.CombineError` arrives as the
+    plain ``TypeError`` it is to the caller, with its own message.
+    """
     kind = type(error)
     if kind.__module__ == "builtins":
         return error
+    if isinstance(error, semantics.CombineError):
+        return TypeError(*error.args)
     return TypeError(f"{kind.__name__}: {error}")
 
 

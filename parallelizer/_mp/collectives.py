@@ -51,6 +51,7 @@ from .._core.transport import receive_all
 from . import wire
 from .channel import Incoming
 from .endpoint import Endpoint
+from .rendezvous import PendingSend
 
 
 def bcast(endpoint: Endpoint, obj: Any, root: int) -> Any:
@@ -67,22 +68,34 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
     if endpoint.rank != root:
         return endpoint.recv(root, wire.Kind.COLL, CollTag.SCATTER, "scatter")
     if bounds is None:  # refused: every other process gets the refusal instead of a block
-        others = [rank for rank in range(endpoint.nprocs) if rank != root]
-        endpoint.send_all(data, others, wire.Kind.COLL, CollTag.SCATTER, "a refusal")
-        return data
-    pending = [
+        return refuse(endpoint, data, root, CollTag.SCATTER)
+    endpoint.wait_sent(*post_blocks(endpoint, data, bounds, root))
+    return semantics.root_block(data, *bounds[root])
+
+
+def refuse(endpoint: Endpoint, refusal: Any, root: int, tag: int) -> Any:
+    """Sends root's refusal to every other process in place of what they wait for; returns it."""
+    others = [rank for rank in range(endpoint.nprocs) if rank != root]
+    endpoint.send_all(refusal, others, wire.Kind.COLL, tag, "a refusal")
+    return refusal
+
+
+def post_blocks(
+    endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]], root: int, lazy: bool = False
+) -> list[PendingSend]:
+    """Announces every other process's block of root's ``data`` (views, no copy); what :meth:`wait_sent` waits for."""
+    return [
         endpoint.post(
             semantics.take_block(data, *bounds[rank]),
             (rank,),
             wire.Kind.COLL,
             CollTag.SCATTER,
             f"block {rank} of scatter",
+            lazy=lazy,
         )
         for rank in range(endpoint.nprocs)
         if rank != root
     ]
-    endpoint.wait_sent(*pending)
-    return semantics.root_block(data, *bounds[root])
 
 
 def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
@@ -91,6 +104,11 @@ def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
         endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
         return None
     return _join(endpoint, obj, CollTag.GATHER, "gather")
+
+
+def gather_into(endpoint: Endpoint, obj: Any, root: int, out: Any, agree: Callable[[str | None], None]) -> Any:
+    """``gather(out=)`` on root: every part pulled straight into its slice of ``out``, once all agree."""
+    return _join(endpoint, obj, CollTag.GATHER, "gather", out, agree)
 
 
 def _join(
@@ -110,7 +128,6 @@ def _join(
     (it raises on every process if any verdict is bad; the parts are then
     dropped unread), and the result comes back as ``outbuf.Written``.
     """
-    into = agree is not None
     me, ranks = endpoint.rank, range(endpoint.nprocs)
     mine = semantics.array_meta(obj)
     if mine is None:  # no plan concatenates the parts: receive each whole (a small one straight from its socket)
@@ -122,7 +139,7 @@ def _join(
     metas = [mine if rank == me else incoming[rank].array_meta() for rank in ranks]
     plan = semantics.concat_plan(metas)
     if plan is None:  # not all raw arrays: receive the objects, then join them as gather says
-        parts = receive_all(ranks, lambda rank: obj if rank == me else _value(endpoint, incoming[rank]))
+        parts = receive_all(ranks, lambda rank: obj if rank == me else value(endpoint, incoming[rank], what))
         return _joined(semantics.join_gathered(parts), out, agree)
     import numpy
 
@@ -134,7 +151,7 @@ def _join(
                 endpoint.rendezvous.release(inc)
             raise
     threads = endpoint.threads()
-    result = out if into and out is not None else memory.empty(plan.shape, plan.dtype)
+    result = memory.empty(plan.shape, plan.dtype) if agree is None or out is None else out
 
     def part(rank: int) -> Any:
         start = plan.offsets[rank]
@@ -147,26 +164,32 @@ def _join(
         part(me)[...] = obj
     # Parts of the result's dtype in C order are pulled straight into their slice.
     same = [rank for rank in incoming if metas[rank].dtype == plan.dtype and incoming[rank].c_order]  # type: ignore[union-attr]
-    endpoint.pull_into([incoming[rank] for rank in same], [raw_bytes(part(rank)) for rank in same], threads=threads)
+    endpoint.pull_into(
+        [incoming[rank] for rank in same], [raw_bytes(part(rank)) for rank in same], threads=threads, what=what
+    )
     for rank in incoming:
         if rank not in same:  # another dtype or order: receive it, then convert while copying
-            part(rank)[...] = _value(endpoint, incoming[rank])
+            part(rank)[...] = value(endpoint, incoming[rank], what)
     if own is not None:
         own.result()
-    return outbuf.Written(result) if into else result
+    return result if agree is None else outbuf.Written(result)
 
 
 def _joined(joined: Any, out: Any, agree: Callable[[str | None], None] | None) -> Any:
     """A result that is not one concatenated array: as it is, or (``out=``) checked by all, then put in ``out``."""
-    if agree is None:
-        return joined
-    agree(outbuf.problem(out, joined))
-    return outbuf.Written(outbuf.write(out, joined))
+    return joined if agree is None else written(joined, out, agree)
 
 
-def _value(endpoint: Endpoint, inc: Incoming) -> Any:
-    endpoint.complete(inc)
-    return inc.value(f"the object gathered from rank {inc.source}")
+def written(result: Any, out: Any, agree: Callable[[str | None], None]) -> outbuf.Written:
+    """``out=``'s generic rule for a result already here: every process checks its ``out``, then it is written."""
+    agree(outbuf.problem(out, result))
+    return outbuf.Written(outbuf.write(out, result))
+
+
+def value(endpoint: Endpoint, inc: Incoming, what: str = "gather") -> Any:
+    """The object of a message that may have been sent lazily (its buffers pulled into new memory)."""
+    endpoint.complete(inc, what)
+    return inc.value(f"the message from rank {inc.source} ({what})")
 
 
 def barrier(endpoint: Endpoint, what: str = "barrier()") -> None:

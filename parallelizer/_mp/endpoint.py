@@ -275,7 +275,7 @@ class Endpoint:
             return decode(0, body, [], f"the message from rank {source} ({what})", source)
         inc = self._wait_for(source, kind, tag, what, lazy, late, spin=spin)
         if lazy:
-            self.complete(inc)
+            self.complete(inc, what)
         return inc.value(f"the message from rank {source} ({what})")
 
     def _take_small(self, source: int, kind: int, tag: int) -> tuple[bytes | None, float]:
@@ -337,16 +337,18 @@ class Endpoint:
         inc = self.mail.pop(key)
         return inc.source, inc.value(f"the message from rank {inc.source} ({what})")
 
-    def pull_into(self, incs: Sequence[Incoming], targets: Sequence[Any], *, threads: Any = None) -> None:
-        """Pulls lazy messages' single buffers into ``targets`` (one each) and waits for them."""
+    def pull_into(
+        self, incs: Sequence[Incoming], targets: Sequence[Any], *, threads: Any = None, what: str = "gather"
+    ) -> None:
+        """Pulls lazy messages' single buffers into ``targets`` (one each) and waits for them (``what``: the call)."""
         self.rendezvous.pull_into(incs, targets, threads)
-        self.wait(lambda: all(inc.ready for inc in incs), [inc.source for inc in incs], "gather")
+        self.wait(lambda: all(inc.ready for inc in incs), [inc.source for inc in incs], what)
 
-    def complete(self, inc: Incoming) -> None:
-        """Pulls all buffers of a lazy message into fresh memory and waits for them."""
+    def complete(self, inc: Incoming, what: str = "gather") -> None:
+        """Pulls all buffers of a lazy message into fresh memory and waits for them (``what``: the call)."""
         if not inc.ready and inc.targets is None:
             self.rendezvous.start(inc, self._allocator(inc.source))
-        self.wait(lambda: inc.ready, (inc.source,), "gather")
+        self.wait(lambda: inc.ready, (inc.source,), what)
 
     # ------------------------------------------------------------------ waiting
 

@@ -11,18 +11,21 @@ senders.
 
 Results that are not one plain array in C order (lists, other objects,
 Fortran-ordered arrays) are received as usual, and the same agreement
-follows (:func:`parallelizer._core.outbuf.problem`): every process calls
-``agree`` exactly once, whatever path it takes, so all stay in step.
+follows (:func:`collectives.written`): every process calls ``agree`` exactly
+once, whatever path it takes, so all stay in step. A root's refusal (a
+``scatter`` of data it cannot split, a reduction it cannot compute) is
+returned instead, with no agreement: the caller raises it on every process.
 
-Every function returns :class:`~parallelizer._core.outbuf.Written`, except
-``scatter``'s refusal, which the caller raises on every process.
-``allgather(out=)`` is :func:`collectives.allgather_all` with ``out``.
+``gather(out=)`` and ``allgather(out=)`` are :func:`collectives.gather_into`
+and :func:`collectives.allgather_all` with ``out``. ``agree`` takes this
+process's verdict (``None``: its ``out`` fits) and raises ``ValueError`` on
+every process if any verdict is not ``None``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import semantics
@@ -30,26 +33,29 @@ from .._core import checks, memory, outbuf
 from .._core.codec import raw_bytes
 from .._core.limits import PARALLEL_COPY_MIN
 from .._core.tags import CollTag
-from . import wire
-from .channel import Incoming
-from .collectives import _join
+from . import collectives, wire
 from .endpoint import Endpoint
 from .rendezvous import PendingSend
 
-Agree = Callable[[str | None, str], None]
-"""Raises ``ValueError`` on every process if any process's problem (``None``: fine) is not ``None``."""
+Agree = Callable[[str | None], None]
 
 
-def bcast(endpoint: Endpoint, obj: Any, root: int, out: Any, agree: Agree) -> Any:
+def bcast(endpoint: Endpoint, obj: Any, root: int, out: Any, agree: Agree, call: str = "broadcast") -> Any:
     """``broadcast(out=)``: every receiver pulls root's array into its ``out``."""
-    if endpoint.rank == root:
-        others = [rank for rank in range(endpoint.nprocs) if rank != root]
-        sent = endpoint.send_all(
-            obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}", lazy=True, wait=False
-        )
-        _agree_then_wait(endpoint, agree, outbuf.problem(out, obj), "broadcast", sent, write=(out, obj, obj))
-        return outbuf.Written(semantics.own(obj) if out is None else out)
-    return _receive(endpoint, endpoint.receive(root, wire.Kind.COLL, CollTag.BCAST, "broadcast", lazy=True), out, agree)
+    if endpoint.rank != root:
+        return _receive(endpoint, root, CollTag.BCAST, out, agree, call)
+    if type(obj) is checks.Refusal:  # (a reduction root could not compute)
+        return collectives.refuse(endpoint, obj, root, CollTag.BCAST)
+    others = [rank for rank in range(endpoint.nprocs) if rank != root]
+    sent = endpoint.send_all(
+        obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}", lazy=True, wait=False
+    )
+    _agree_as_sender(endpoint, agree, outbuf.problem(out, obj), [sent])
+    if out is None or not semantics.is_ndarray(obj):  # (a result that is None ignores out)
+        _wait(endpoint, [sent])
+        return outbuf.Written(semantics.own(obj) if out is None else outbuf.write(out, obj))
+    _write_while_pulled(endpoint, out, obj, obj, [sent])
+    return outbuf.Written(out)
 
 
 def scatter(
@@ -57,103 +63,75 @@ def scatter(
 ) -> Any:
     """``scatter(out=)``: root announces every block (views, no copy); each process pulls its own into ``out``."""
     if endpoint.rank != root:
-        inc = endpoint.receive(root, wire.Kind.COLL, CollTag.SCATTER, "scatter", lazy=True)
-        if inc.array_meta() is None:  # maybe root's refusal, which the caller raises without agreeing
-            value = _value(endpoint, inc, "scatter")
-            if isinstance(value, checks.Refusal):
-                return value
-            agree(outbuf.problem(out, value), "scatter")
-            return outbuf.Written(outbuf.write(out, value))
-        return _receive(endpoint, inc, out, agree, "scatter")
+        return _receive(endpoint, root, CollTag.SCATTER, out, agree, "scatter")
     if bounds is None:  # refused: every other process gets the refusal instead of a block
-        others = [rank for rank in range(endpoint.nprocs) if rank != root]
-        endpoint.send_all(data, others, wire.Kind.COLL, CollTag.SCATTER, "a refusal")
-        return data
-    pending = [
-        endpoint.post(
-            semantics.take_block(data, *bounds[rank]),
-            (rank,),
-            wire.Kind.COLL,
-            CollTag.SCATTER,
-            f"block {rank} of scatter",
-            lazy=True,
-        )
-        for rank in range(endpoint.nprocs)
-        if rank != root
-    ]
+        return collectives.refuse(endpoint, data, root, CollTag.SCATTER)
+    pending = collectives.post_blocks(endpoint, data, bounds, root, lazy=True)
     mine = semantics.root_block(data, *bounds[root])
-    _agree_then_wait(endpoint, agree, outbuf.problem(out, mine), "scatter", *pending, write=(out, mine, data))
-    return outbuf.Written(mine if out is None else out)
+    _agree_as_sender(endpoint, agree, outbuf.problem(out, mine), pending)
+    if out is None or not semantics.is_ndarray(mine):
+        _wait(endpoint, pending)
+        return outbuf.Written(mine if out is None else outbuf.write(out, mine))
+    _write_while_pulled(endpoint, out, mine, data, pending)
+    return outbuf.Written(out)
 
 
-def gather(endpoint: Endpoint, obj: Any, root: int, out: Any, agree: Agree) -> Any:
-    """``gather(out=)``: root pulls every part straight into its slice of ``out``."""
-    if endpoint.rank != root:
-        sent = endpoint.send_all(
-            obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True, wait=False
-        )
-        _agree_then_wait(endpoint, agree, None, "gather", sent)
-        return outbuf.Written(None)
-    return _join(
-        endpoint, outbuf.apart(obj, out), CollTag.GATHER, "gather", out, lambda problem: agree(problem, "gather")
-    )
+def gather_part(endpoint: Endpoint, obj: Any, root: int, agree: Agree) -> Any:
+    """``gather(out=)`` off root: sends ``obj`` lazily, agrees, and waits until root has pulled it."""
+    sent = endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True, wait=False)
+    _agree_as_sender(endpoint, agree, None, [sent])
+    _wait(endpoint, [sent])
+    return outbuf.Written(None)
 
 
-def _receive(endpoint: Endpoint, inc: Incoming, out: Any, agree: Agree, call: str = "broadcast") -> Any:
-    """A receiver's half: check ``out`` against the header, agree, then pull into it (or a new array)."""
+def _receive(endpoint: Endpoint, root: int, tag: int, out: Any, agree: Agree, call: str) -> Any:
+    """A receiver's half: check ``out`` against root's header, agree, then pull into it (or a new array)."""
+    inc = endpoint.receive(root, wire.Kind.COLL, tag, call, lazy=True)
     meta = inc.array_meta()
     if meta is None or not inc.c_order:  # not one plain array in C order: receive it, then the generic rule
-        value = _value(endpoint, inc, call)
-        agree(outbuf.problem(out, value), call)
-        return outbuf.Written(outbuf.write(out, value))
+        got = collectives.value(endpoint, inc, call)
+        return got if type(got) is checks.Refusal else collectives.written(got, out, agree)
     try:
-        agree(None if out is None else outbuf.unfit(out, meta.shape, meta.dtype), call)
+        agree(None if out is None else outbuf.unfit(out, meta.shape, meta.dtype))
     except BaseException:
         endpoint.rendezvous.release(inc)  # never pulled: its sender may go on
         raise
     target = memory.empty(meta.shape, meta.dtype) if out is None else out
-    endpoint.pull_into([inc], [raw_bytes(target)])
+    endpoint.pull_into([inc], [raw_bytes(target)], what=call)
     return outbuf.Written(target)
 
 
-def _value(endpoint: Endpoint, inc: Incoming, call: str) -> Any:
-    endpoint.complete(inc)
-    return inc.value(f"the message from rank {inc.source} ({call})")
-
-
-def _agree_then_wait(
-    endpoint: Endpoint,
-    agree: Agree,
-    problem: str | None,
-    call: str,
-    *sent: PendingSend | None,
-    write: tuple[Any, Any, Any] | None = None,
-) -> None:
-    """A sender's half: agree, then wait until the receivers have pulled (or, after an error, dropped) what it sent.
-
-    ``write``: ``(out, value, source)``, this process's own result written
-    into ``out`` once all agree; a large one in a thread while the others
-    pull, unless ``out`` overlaps ``source``, the memory they pull from.
-    """
-    pending = [send for send in sent if send is not None]
+def _agree_as_sender(endpoint: Endpoint, agree: Agree, problem: str | None, sent: Sequence[PendingSend | None]) -> None:
+    """A sender's half of the agreement; after an error, it waits until the receivers have dropped what it sent."""
     try:
-        agree(problem, call)
+        agree(problem)
     except BaseException:
         with contextlib.suppress(Exception):
-            endpoint.wait_sent(*pending)
+            _wait(endpoint, sent)
         raise
-    if write is None or write[0] is None or write[0] is write[1]:
-        endpoint.wait_sent(*pending)
-        return
-    out, value, source = write  # all agreed: value is an array out can take
+
+
+def _wait(endpoint: Endpoint, sent: Sequence[PendingSend | None]) -> None:
+    """Until the receivers have pulled (or dropped) what this process sent."""
+    endpoint.wait_sent(*[send for send in sent if send is not None])
+
+
+def _write_while_pulled(
+    endpoint: Endpoint, out: Any, value: Any, source: Any, sent: Sequence[PendingSend | None]
+) -> None:
+    """This process's own array result into ``out`` while the others pull what it sent, then waits for them.
+
+    A large copy runs in a thread beside the pulls, unless ``out`` overlaps
+    ``source``, the memory they pull from (then it waits first).
+    """
     import numpy
 
-    if not pending or value.nbytes < PARALLEL_COPY_MIN or numpy.may_share_memory(out, source):
-        endpoint.wait_sent(*pending)
+    if out is value or value.nbytes < PARALLEL_COPY_MIN or numpy.may_share_memory(out, source):
+        _wait(endpoint, sent)
         outbuf.write(out, value)
         return
     copy = endpoint.threads().submit(outbuf.write, out, value)
     try:
-        endpoint.wait_sent(*pending)
+        _wait(endpoint, sent)
     finally:
         copy.result()

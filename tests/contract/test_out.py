@@ -87,6 +87,19 @@ def test_out_is_ignored_where_the_result_is_none(par):
         assert got == [True] * par.nprocs
 
 
+def _none_broadcast_body(parallelizer):
+    """A broadcast whose result is None (root sends None): ``out`` is ignored everywhere, root included."""
+    out = _fresh(3)
+    got = parallelizer.broadcast(None, out=out)
+    return parallelizer.allgather((got is None, bool((out == SENTINEL).all())))
+
+
+def test_out_is_ignored_where_a_broadcast_result_is_none(par):
+    got = spmd(par, _none_broadcast_body)
+    if par.on_main:
+        assert got == [(True, True)] * par.nprocs
+
+
 BAD_OUTS = {
     "shape": "shape",
     "dtype": "dtype",

@@ -135,15 +135,17 @@ def test_broadcast_gives_the_same_type_and_writability_everywhere(par):
 # ---------------------------------------------------------------- reductions that cannot combine
 
 
-def _bad_reduction_body(call, parallelizer):
+def _bad_reduction_body(call, into, parallelizer):
     values = {"dicts": {"a": parallelizer.id}, "nones": None}
     outcomes = []
     for kind, value in values.items():
+        # out=: every process takes part in agreeing on it, also when root cannot combine the values
+        out = {"out": np.zeros(1) if parallelizer.on_main else None} if into else {}
         try:
             if call == "reduce":
-                parallelizer.reduce(value)
+                parallelizer.reduce(value, **out)
             else:
-                parallelizer.allreduce(value)
+                parallelizer.allreduce(value, **out)
             outcomes.append(f"{kind}: no error")
         except TypeError as err:
             outcomes.append(f"{kind}: {err}")
@@ -151,9 +153,10 @@ def _bad_reduction_body(call, parallelizer):
     return parallelizer.allgather(outcomes)
 
 
+@pytest.mark.parametrize("into", [False, True], ids=["", "out"])
 @pytest.mark.parametrize("call", ["reduce", "allreduce"])
-def test_sum_of_values_that_do_not_add_fails_alike_on_every_backend(par, call):
-    outcomes = spmd(par, _bad_reduction_body, call)
+def test_sum_of_values_that_do_not_add_fails_alike_on_every_backend(par, call, into):
+    outcomes = spmd(par, _bad_reduction_body, call, into)
     for rank, (dicts, nones) in enumerate(outcomes):
         if call == "reduce" and rank != 0:
             assert dicts == "dicts: no error" and nones == "nones: no error"  # only root combines
