@@ -7,8 +7,9 @@
   one ``run``: ``broadcast``, ``scatter``, ``gather``, ``allgather``,
   ``allreduce`` and a ``scatter`` followed by a ``gather`` (the round trip of
   a data-parallel step); the workers stay alive across samples (``with par:``);
-* ours with ``out=`` (``broadcast``, ``scatter``, ``gather``, ``allgather``
-  into arrays allocated once): against ours without ``out=`` and memcpy;
+* ours with ``out=`` (``broadcast``, ``scatter``, ``gather``, ``allgather``,
+  ``allreduce`` into arrays allocated once): against ours without ``out=``
+  and memcpy;
 * ``multiprocessing.Pool(2).map`` over the ``np.array_split`` blocks (what a
   user would otherwise write): the blocks go to the workers (``scatter``),
   come back (``gather``: each worker returns a block it holds, main
@@ -40,7 +41,7 @@ SIZES = (1, 4, 16, 64, 256)
 QUICK_SIZES = (1, 16, 256)
 OURS = "ours (multiprocessing)"
 OURS_OUT = "ours (multiprocessing, out=)"
-OUT_OPS = ("broadcast", "scatter", "gather", "allgather")
+OUT_OPS = ("broadcast", "scatter", "gather", "allgather", "allreduce")
 POOL = "Pool.map (array_split)"
 OPS = ("broadcast", "scatter", "gather", "allgather", "allreduce", "scatter+gather")
 MEMCPY_TARGET = 0.5
@@ -71,6 +72,7 @@ def _our_cases(par: Any, nbytes: int) -> dict[str, Callable[[], Any]]:
         "scatter (out=)": lambda: par.scatter(full if root else None, out=block),
         "gather (out=)": lambda: par.gather(mine, out=whole if root else None),
         "allgather (out=)": lambda: par.allgather(mine, out=whole),
+        "allreduce (out=)": lambda: par.allreduce(full, out=whole),
         "memcpy": _copy_case(nbytes) if root else lambda: None,
     }
 

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from . import semantics
 from ._core import checks, env, outbuf
 from ._core.tags import Space
 from ._mp import collectives, into, launch, wire, worker
@@ -302,6 +303,29 @@ class MultiprocessingParallelizer(Parallelizer):
             return super()._allgather_into(obj, out)
         what = self._caller or "allgather()"
         return collectives.allgather_all(self._ep(), outbuf.apart(obj, out), what, out, self._agreement("allgather"))
+
+    def _reduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int, out: Any) -> Any:
+        if not self._together():
+            return super()._reduce_into(obj, op, func, root, out)
+        parts = self._gather_list(obj, root)
+        if parts is None:  # off root the result is None: out is ignored, but this process agrees too
+            self._agreement("reduce")(None)
+            return outbuf.Written(None)
+        return into.fold_into(parts, op, func, out, self._agreement("reduce"), "reduce")
+
+    def _allreduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any) -> Any:
+        if not self._together():
+            return super()._allreduce_into(obj, op, func, out)
+        endpoint = self._ep()
+        agree = self._agreement("allreduce")
+        if endpoint.nprocs == 2 and endpoint.polls:
+            what = self._caller or "allreduce()"
+            return into.allreduce_pair(endpoint, outbuf.apart(obj, out), op, func, out, agree, what)
+        parts = self._gather_list(obj, 0)  # rank 0 computes the result, which every process pulls into its out
+        outcome = self._outcome_on_0(lambda: semantics.fold(parts or [], func, "allreduce"))
+        got = into.bcast(endpoint, outcome, 0, out, agree, "allreduce")
+        checks.refused(got)
+        return got
 
     def _barrier(self) -> None:
         endpoint = self._ep()

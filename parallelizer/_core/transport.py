@@ -201,15 +201,18 @@ class Transport(abc.ABC):
         travels as a :class:`~parallelizer.checks.Refusal` in place of the
         result, so the others never wait for a result that will not come.
         """
-        outcome: Any = None
-        if self.id == 0:
-            try:
-                outcome = compute()
-            except (TypeError, ValueError) as exc:
-                outcome = checks.Refusal(exc)
-        outcome = self._bcast(outcome, 0)
+        outcome = self._bcast(self._outcome_on_0(compute), 0)
         checks.refused(outcome)
         return outcome
+
+    def _outcome_on_0(self, compute: Callable[[], Any]) -> Any:
+        """On rank 0, ``compute()``, or its ``TypeError``/``ValueError`` as a :class:`~parallelizer.checks.Refusal`."""
+        if self.id != 0:
+            return None
+        try:
+            return compute()
+        except (TypeError, ValueError) as exc:
+            return checks.Refusal(exc)
 
     def _barrier(self) -> None:
         self._gather_list(None, 0)

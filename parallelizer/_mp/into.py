@@ -17,7 +17,11 @@ once, whatever path it takes, so all stay in step. A root's refusal (a
 returned instead, with no agreement: the caller raises it on every process.
 
 ``gather(out=)`` and ``allgather(out=)`` are :func:`collectives.gather_into`
-and :func:`collectives.allgather_all` with ``out``. ``agree`` takes this
+and :func:`collectives.allgather_all` with ``out``. Reductions of arrays of
+one dtype and shape with a named op write the result into ``out`` with the
+op's ufunc (the same values as :func:`semantics.fold`, in the same order);
+two processes that each have a CPU exchange their arrays, pulling the
+other's straight into ``out``, with no new array at all. ``agree`` takes this
 process's verdict (``None``: its ``out`` fits) and raises ``ValueError`` on
 every process if any verdict is not ``None``.
 """
@@ -135,3 +139,69 @@ def _write_while_pulled(
         _wait(endpoint, sent)
     finally:
         copy.result()
+
+
+_UFUNCS = {"sum": "add", "prod": "multiply", "min": "minimum", "max": "maximum"}
+"""The numpy ufunc of each named op: what it applies to two arrays of one dtype and shape."""
+
+
+def _ufunc(op: object, *metas: semantics.ArrayMeta | None) -> Any:
+    """The ufunc that folds arrays with these descriptions into ``out``, or ``None`` (then ``semantics.fold``)."""
+    if not isinstance(op, str) or metas[0] is None or any(meta != metas[0] for meta in metas):
+        return None
+    import numpy
+
+    return getattr(numpy, _UFUNCS[op])
+
+
+def fold_into(parts: list[Any], op: object, func: Callable[[Any, Any], Any], out: Any, agree: Agree, call: str) -> Any:
+    """The reduction of ``parts`` (in rank order, all here) into ``out`` once all agree; ``Written``.
+
+    Raises ``semantics.CombineError`` before agreeing when the values cannot be combined.
+    """
+    ufunc = None if out is None else _ufunc(op, *map(semantics.array_meta, parts))
+    if ufunc is None or len(parts) < 2:
+        return collectives.written(semantics.fold(parts, func, call), out, agree)
+    agree(outbuf.unfit(out, parts[0].shape, parts[0].dtype))
+    ufunc(parts[0], parts[1], out=out)
+    for part in parts[2:]:
+        ufunc(out, part, out=out)
+    return outbuf.Written(out)
+
+
+def allreduce_pair(
+    endpoint: Endpoint, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any, agree: Agree, what: str
+) -> Any:
+    """``allreduce(out=)`` on two processes: each pulls the other's array straight into ``out``, then folds in place.
+
+    ``obj`` must not share memory with ``out`` (the other process may still
+    be pulling it). Other values take :func:`collectives.allreduce_pair`'s
+    way, then the generic rule.
+    """
+    other = 1 - endpoint.rank
+    sent = endpoint.send_all(
+        obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced", lazy=True, wait=False
+    )
+    try:
+        inc = endpoint.receive(other, wire.Kind.COLL, CollTag.ALLREDUCE, what, lazy=True)
+        mine, theirs = semantics.array_meta(obj), inc.array_meta()
+        ufunc = _ufunc(op, mine, theirs) if out is not None and inc.c_order else None
+        if ufunc is None:
+            value = collectives.value(endpoint, inc, what)
+            result = semantics.fold([obj, value] if other else [value, obj], func, "allreduce")  # both raise alike
+            done = collectives.written(result, out, agree)
+        else:
+            try:
+                agree(outbuf.unfit(out, mine.shape, mine.dtype))  # type: ignore[union-attr]
+            except BaseException:
+                endpoint.rendezvous.release(inc)
+                raise
+            endpoint.pull_into([inc], [raw_bytes(out)], what=what)
+            ufunc(*((obj, out) if other else (out, obj)), out=out)
+            done = outbuf.Written(out)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            _wait(endpoint, [sent])
+        raise
+    _wait(endpoint, [sent])
+    return done

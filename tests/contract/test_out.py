@@ -326,19 +326,77 @@ def test_out_receives_large_arrays_without_a_new_array(par):
             assert taken == [], f"rank {rank} allocated arrays of {taken} bytes"
 
 
+def _big_reductions_body(parallelizer):
+    """Reductions of 1 MiB arrays into ``out``: the same values, bit for bit, as without ``out=``."""
+    n, me, main = parallelizer.nprocs, parallelizer.id, parallelizer.on_main
+    rows = BIG // 1024
+    mine = np.random.default_rng(me).standard_normal((rows, 128))  # float sums depend on the order
+    checks = []
+    for op in ("sum", "prod", "min", "max"):
+        want = parallelizer.allreduce(mine, op=op)
+        out = _fresh(mine.shape)
+        checks.append(parallelizer.allreduce(mine, op=op, out=out) is out and np.array_equal(out, want))
+        out = _fresh(mine.shape) if main else None
+        got = parallelizer.reduce(mine, op=op, out=out)
+        checks.append(got is out and np.array_equal(out, want) if main else got is None)
+    same = mine.copy()
+    checks.append(parallelizer.allreduce(same, out=same) is same and np.array_equal(same, parallelizer.allreduce(mine)))
+    mixed = mine.astype(np.float32) if me == n - 1 and n > 1 else mine  # dtypes differ: the result is float64
+    out = _fresh(mine.shape)
+    checks.append(parallelizer.allreduce(mixed, out=out) is out and np.array_equal(out, parallelizer.allreduce(mixed)))
+    return parallelizer.allgather(checks)
+
+
+def test_reductions_of_large_arrays_into_out_give_the_same_values(par):
+    _every_check_passes(par, _big_reductions_body, 10)
+
+
+def _allreduce_allocation_body(parallelizer):
+    from parallelizer._core import memory
+
+    mine = np.full((BIG // 1024, 128), parallelizer.id + 1.0)
+    out = _fresh(mine.shape)
+    parallelizer.allreduce(mine, out=out)  # first call: whatever a transport sets up once
+    taken = []
+    empty = memory.empty
+
+    def recording(shape, dtype, *args, **kwargs):
+        array = empty(shape, dtype, *args, **kwargs)
+        if array.nbytes >= 64 << 10:
+            taken.append(array.nbytes)
+        return array
+
+    memory.empty = recording
+    try:
+        got = parallelizer.allreduce(mine, out=out)
+    finally:
+        memory.empty = empty
+    n = parallelizer.nprocs
+    return parallelizer.allgather((got is out and bool((out == n * (n + 1) / 2).all()), taken))
+
+
+def test_allreduce_into_out_allocates_no_array_off_rank_0(par):
+    """Rank 0 may compute the result (it combines what it receives); the others receive it straight into out."""
+    got = spmd(par, _allreduce_allocation_body)
+    if par.on_main:
+        for rank, (right, taken) in enumerate(got):
+            assert right, f"rank {rank}"
+            assert rank == 0 or taken == [], f"rank {rank} allocated arrays of {taken} bytes"
+
+
 def _bad_big_out_body(kind, call, parallelizer):
     """As ``_bad_out_body``, with 1 MiB per process: the data waits in its sender until all agree, then is dropped."""
     n, main = parallelizer.nprocs, parallelizer.on_main
     rows = BIG // 1024
     full = np.ones((n * rows, 128))
-    shape = full.shape if call != "scatter" else None
-    culprit = 0 if call == "gather" else n - 1
+    shape = full.shape if call in ("broadcast", "gather", "allgather") else (rows, 128)
+    culprit = 0 if call in ("gather", "reduce") else n - 1
     if call == "scatter":
         from parallelizer.semantics import block_bounds
 
         start, stop = block_bounds(len(full), n)[parallelizer.id]
         shape = (stop - start, 128)
-    fine = None if call == "gather" else _fresh(shape)
+    fine = None if call in ("gather", "reduce") else _fresh(shape)
     out = _wrong(kind, shape) if parallelizer.id == culprit else fine
     raised = None
     try:
@@ -348,8 +406,12 @@ def _bad_big_out_body(kind, call, parallelizer):
             parallelizer.scatter(full if main else None, out=out)
         elif call == "gather":
             parallelizer.gather(full[:rows], out=out)
-        else:
+        elif call == "allgather":
             parallelizer.allgather(full[:rows], out=out)
+        elif call == "reduce":
+            parallelizer.reduce(full[:rows], out=out)
+        else:
+            parallelizer.allreduce(full[:rows], out=out)
     except ValueError as exc:
         raised = str(exc)
     untouched = not isinstance(out, np.ndarray) or (out == SENTINEL).all()
@@ -358,7 +420,7 @@ def _bad_big_out_body(kind, call, parallelizer):
 
 
 @pytest.mark.parametrize("kind", ["shape", "read-only", "not an array"])
-@pytest.mark.parametrize("call", ["broadcast", "scatter", "gather", "allgather"])
+@pytest.mark.parametrize("call", ["broadcast", "scatter", "gather", "allgather", "reduce", "allreduce"])
 def test_a_bad_out_for_a_large_array_raises_everywhere_and_the_group_stays_in_step(par, call, kind):
     got = spmd(par, _bad_big_out_body, kind, call)
     if par.on_main:
