@@ -295,26 +295,30 @@ def _big_calls(parallelizer, rows):
     return checks
 
 
-def _no_allocation_body(parallelizer):
+def _allocating(call, *args):
+    """``call(*args)`` and the sizes of the arrays of 64 KiB and more this process allocated meanwhile."""
     from parallelizer._core import memory
 
-    rows = BIG // 1024
-    _big_calls(parallelizer, rows)  # first calls: whatever a transport sets up once
     taken = []
     empty = memory.empty
 
-    def recording(shape, dtype, *args, **kwargs):
-        array = empty(shape, dtype, *args, **kwargs)
+    def recording(shape, dtype, *more, **options):
+        array = empty(shape, dtype, *more, **options)
         if array.nbytes >= 64 << 10:
             taken.append(array.nbytes)
         return array
 
     memory.empty = recording
     try:
-        checks = _big_calls(parallelizer, rows)
+        return call(*args), taken
     finally:
         memory.empty = empty
-    return parallelizer.allgather((checks, taken))
+
+
+def _no_allocation_body(parallelizer):
+    rows = BIG // 1024
+    _big_calls(parallelizer, rows)  # first calls: whatever a transport sets up once
+    return parallelizer.allgather(_allocating(_big_calls, parallelizer, rows))
 
 
 def test_out_receives_large_arrays_without_a_new_array(par):
@@ -352,25 +356,10 @@ def test_reductions_of_large_arrays_into_out_give_the_same_values(par):
 
 
 def _allreduce_allocation_body(parallelizer):
-    from parallelizer._core import memory
-
     mine = np.full((BIG // 1024, 128), parallelizer.id + 1.0)
     out = _fresh(mine.shape)
     parallelizer.allreduce(mine, out=out)  # first call: whatever a transport sets up once
-    taken = []
-    empty = memory.empty
-
-    def recording(shape, dtype, *args, **kwargs):
-        array = empty(shape, dtype, *args, **kwargs)
-        if array.nbytes >= 64 << 10:
-            taken.append(array.nbytes)
-        return array
-
-    memory.empty = recording
-    try:
-        got = parallelizer.allreduce(mine, out=out)
-    finally:
-        memory.empty = empty
+    got, taken = _allocating(lambda: parallelizer.allreduce(mine, out=out))
     n = parallelizer.nprocs
     return parallelizer.allgather((got is out and bool((out == n * (n + 1) / 2).all()), taken))
 
