@@ -22,6 +22,7 @@ from ._version import __version__
 from .base import Parallelizer
 from .errors import (
     CollectiveMismatchError,
+    CombineError,
     DeadlockError,
     LaunchMismatchError,
     OversubscriptionWarning,
@@ -72,6 +73,7 @@ __all__ = [
     "RemoteSerializationError",
     "DeadlockError",
     "CollectiveMismatchError",
+    "CombineError",
     "LaunchMismatchError",
     "OversubscriptionWarning",
 ]

@@ -12,6 +12,7 @@ with faster native versions.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from ._core import checks, mapping, outbuf
 from ._core.calls import Watchdog, exclusive
 from ._core.tags import Space
 from ._core.transport import Transport
+from .errors import CombineError, SerializationError
 
 __all__ = ["Collectives"]
 
@@ -79,7 +81,7 @@ class Collectives(Transport):
         if self._debug:
             self._check_collective(_named("broadcast", out), root)
         if out is not outbuf.NOT_GIVEN:
-            return self._receive_into(out, self._bcast_into(obj, root, out), "broadcast")
+            return self._receive_into(out, self._receiving("broadcast", self._bcast_into, obj, root, out), "broadcast")
         got = self._bcast(obj, root)
         return semantics.own(got) if got is obj else got  # root gets obj itself back (own: a writable array)
 
@@ -115,7 +117,11 @@ class Collectives(Transport):
             self._check_collective(_named("scatter", out), root)
         into = out is not outbuf.NOT_GIVEN
         if self.id != root:
-            block = self._scatter_into(None, None, root, out) if into else self._scatter(None, None, root)
+            block = (
+                self._receiving("scatter", self._scatter_into, None, None, root, out)
+                if into
+                else self._scatter(None, None, root)
+            )
             checks.refused(block)
         elif refusal is not None:  # every process raises it, not root alone
             if self._together():  # the same call as the others make
@@ -145,7 +151,7 @@ class Collectives(Transport):
             self._check_collective(_named("gather", out), root)
         if out is outbuf.NOT_GIVEN:
             return self._gather(obj, root)
-        return self._receive_into(out, self._gather_into(obj, root, out), "gather")
+        return self._receive_into(out, self._receiving("gather", self._gather_into, obj, root, out), "gather")
 
     @exclusive
     def allgather(self, obj: Any, *, out: Any = outbuf.NOT_GIVEN) -> Any:
@@ -164,7 +170,7 @@ class Collectives(Transport):
             self._check_collective(_named("allgather", out), None)
         if out is outbuf.NOT_GIVEN:
             return self._allgather(obj)
-        return self._receive_into(out, self._allgather_into(obj, out), "allgather")
+        return self._receive_into(out, self._receiving("allgather", self._allgather_into, obj, out), "allgather")
 
     @exclusive
     def reduce(
@@ -193,13 +199,7 @@ class Collectives(Transport):
             self._check_collective(_named("reduce", out), root)
         if out is outbuf.NOT_GIVEN:
             return self._reduce(obj, op, func, root)
-        try:
-            result = self._reduce_into(obj, op, func, root, out)
-        except semantics.CombineError:  # root alone combines, and raises, as without out=
-            if self._together():  # the others still agree on out (all fine: off root it is ignored)
-                outbuf.check_all(self._allgather(None), "reduce")
-            raise
-        return self._receive_into(out, result, "reduce")
+        return self._receive_into(out, self._receiving("reduce", self._reduce_into, obj, op, func, root, out), "reduce")
 
     @exclusive
     def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", *, out: Any = outbuf.NOT_GIVEN) -> Any:
@@ -223,7 +223,9 @@ class Collectives(Transport):
             self._check_collective(_named("allreduce", out), None)
         if out is outbuf.NOT_GIVEN:
             return self._allreduce(obj, op, func)
-        return self._receive_into(out, self._allreduce_into(obj, op, func, out), "allreduce")
+        return self._receive_into(
+            out, self._receiving("allreduce", self._allreduce_into, obj, op, func, out), "allreduce"
+        )
 
     def _root(self, root: object) -> int:
         """``root`` checked against the group; root 0, the default, is always a rank (no property, no call)."""
@@ -252,6 +254,24 @@ class Collectives(Transport):
 
     def _allreduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any) -> Any:
         return self._allreduce(obj, op, func)
+
+    def _receiving(self, call: str, receive: Callable[..., Any], *args: Any) -> Any:
+        """``receive(*args)``, a backend's half of an ``out=`` call.
+
+        An error this process alone met before ``out`` was agreed on (values
+        ``reduce``'s root cannot combine, a part it cannot unpickle) is raised
+        once it has joined the agreement the others wait in, as without
+        ``out=``: only it raises, and the group stays in step.
+        """
+        try:
+            return receive(*args)
+        except (CombineError, SerializationError) as exc:
+            if isinstance(exc, SerializationError) and exc.rank is None:  # its own object: nothing was sent
+                raise
+            if self._together():
+                with contextlib.suppress(ValueError):  # its own error is the one to raise
+                    outbuf.check_all(self._allgather(None), call)
+            raise
 
     def _receive_into(self, out: Any, result: Any, call: str) -> Any:
         """``result`` written into ``out`` once every process knows every ``out`` can take its result."""

@@ -26,6 +26,7 @@ __all__ = [
     "WorkerTerminatedError",
     "SerializationError",
     "RemoteSerializationError",
+    "CombineError",
     "DeadlockError",
     "CollectiveMismatchError",
     "LaunchMismatchError",
@@ -230,6 +231,23 @@ class SerializationError(ParallelizerError, TypeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (str(self), self.rank))
+
+
+class CombineError(ParallelizerError, TypeError):
+    """A reduction's operation could not combine two of the values.
+
+    Raised where the operation runs (``reduce``: root; ``allreduce``: every
+    process), with the call, the operation and the values' types in the
+    message. A subclass of ``TypeError``.
+
+    Example:
+        >>> from parallelizer import SerialNonParallelizer
+        >>> try:
+        ...     SerialNonParallelizer().reduce({"a": 1})
+        ... except CombineError as err:
+        ...     print(str(err).split(":")[0])
+        reduce(op='sum') cannot combine dict and dict
+    """
 
 
 class RemoteSerializationError(RemoteError, TypeError):

@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from .errors import CombineError
+
 OPS = ("sum", "prod", "min", "max")
 
 
@@ -300,14 +302,6 @@ def resolve_op(op: object) -> Callable[[Any, Any], Any]:
     if callable(op):
         return op
     raise TypeError(f"op must be one of {OPS} or a callable, not {type(op).__name__}")
-
-
-class CombineError(TypeError):
-    """A reduction met values its operation cannot combine (raised where the operation runs).
-
-    A ``TypeError`` to the caller; the collectives tell it apart from other
-    errors to keep the processes in step (only ``reduce``'s root combines).
-    """
 
 
 def fold(values: Sequence[Any], func: Callable[[Any, Any], Any], call: str = "reduce") -> Any:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Set, Sized
 from typing import Any
 
 from .. import semantics
+from ..errors import CombineError
 
 MAX_TAG = 32767
 """Largest user tag; MPI guarantees at least this many."""
@@ -223,14 +224,11 @@ class Refusal:
 def _portable(error: Exception) -> Exception:
     """``error`` as it can travel: its own type when that is a builtin, else a ``TypeError``.
 
-    A reduction's :class:`~parallelizer.semantics.CombineError` arrives as the
-    plain ``TypeError`` it is to the caller, with its own message.
+    Our own errors (:class:`~parallelizer.CombineError`) travel as they are.
     """
     kind = type(error)
-    if kind.__module__ == "builtins":
+    if kind.__module__ == "builtins" or kind is CombineError:
         return error
-    if isinstance(error, semantics.CombineError):
-        return TypeError(*error.args)
     return TypeError(f"{kind.__name__}: {error}")
 
 

@@ -146,8 +146,16 @@ _UFUNCS = {"sum": "add", "prod": "multiply", "min": "minimum", "max": "maximum"}
 
 
 def _ufunc(op: object, *metas: semantics.ArrayMeta | None) -> Any:
-    """The ufunc that folds arrays with these descriptions into ``out``, or ``None`` (then ``semantics.fold``)."""
-    if not isinstance(op, str) or metas[0] is None or any(meta != metas[0] for meta in metas):
+    """The ufunc that folds arrays with these descriptions into ``out``, or ``None`` (then ``semantics.fold``).
+
+    Only for numbers and booleans in native byte order, whose result has
+    their dtype: elsewhere numpy may choose another (strings grow, a swapped
+    byte order comes back native) or refuse the op, which ``fold`` reports.
+    """
+    first = metas[0]
+    if not isinstance(op, str) or first is None or any(meta != first for meta in metas):
+        return None
+    if first.dtype.kind not in "biufc" or not first.dtype.isnative:
         return None
     import numpy
 
@@ -157,12 +165,13 @@ def _ufunc(op: object, *metas: semantics.ArrayMeta | None) -> Any:
 def fold_into(parts: list[Any], op: object, func: Callable[[Any, Any], Any], out: Any, agree: Agree, call: str) -> Any:
     """The reduction of ``parts`` (in rank order, all here) into ``out`` once all agree; ``Written``.
 
-    Raises ``semantics.CombineError`` before agreeing when the values cannot be combined.
+    Raises ``CombineError`` before agreeing when the values cannot be combined.
     """
     ufunc = None if out is None else _ufunc(op, *map(semantics.array_meta, parts))
     if ufunc is None or len(parts) < 2:
         return collectives.written(semantics.fold(parts, func, call), out, agree)
     agree(outbuf.unfit(out, parts[0].shape, parts[0].dtype))
+    parts = [outbuf.apart(part, out) for part in parts]  # this process's own part may be out itself
     ufunc(parts[0], parts[1], out=out)
     for part in parts[2:]:
         ufunc(out, part, out=out)
@@ -175,8 +184,9 @@ def allreduce_pair(
     """``allreduce(out=)`` on two processes: each pulls the other's array straight into ``out``, then folds in place.
 
     ``obj`` must not share memory with ``out`` (the other process may still
-    be pulling it). Other values take :func:`collectives.allreduce_pair`'s
-    way, then the generic rule.
+    be pulling it). Both processes choose the way from what both know (the
+    op and the two arrays' descriptions); other values take
+    :func:`collectives.allreduce_pair`'s way, then the generic rule.
     """
     other = 1 - endpoint.rank
     sent = endpoint.send_all(
@@ -184,21 +194,27 @@ def allreduce_pair(
     )
     try:
         inc = endpoint.receive(other, wire.Kind.COLL, CollTag.ALLREDUCE, what, lazy=True)
-        mine, theirs = semantics.array_meta(obj), inc.array_meta()
-        ufunc = _ufunc(op, mine, theirs) if out is not None and inc.c_order else None
+        mine = semantics.array_meta(obj)
+        ufunc = _ufunc(op, mine, inc.array_meta())
         if ufunc is None:
             value = collectives.value(endpoint, inc, what)
             result = semantics.fold([obj, value] if other else [value, obj], func, "allreduce")  # both raise alike
             done = collectives.written(result, out, agree)
         else:
+            assert mine is not None
             try:
-                agree(outbuf.unfit(out, mine.shape, mine.dtype))  # type: ignore[union-attr]
+                agree(None if out is None else outbuf.unfit(out, mine.shape, mine.dtype))
             except BaseException:
                 endpoint.rendezvous.release(inc)
                 raise
-            endpoint.pull_into([inc], [raw_bytes(out)], what=what)
-            ufunc(*((obj, out) if other else (out, obj)), out=out)
-            done = outbuf.Written(out)
+            target = memory.empty(mine.shape, mine.dtype) if out is None else out
+            if inc.c_order:
+                endpoint.pull_into([inc], [raw_bytes(target)], what=what)
+                theirs = target
+            else:  # Fortran order: received whole, then combined into target
+                theirs = collectives.value(endpoint, inc, what)
+            ufunc(*((obj, theirs) if other else (theirs, obj)), out=target)
+            done = outbuf.Written(target)
     except BaseException:
         with contextlib.suppress(Exception):
             _wait(endpoint, [sent])
