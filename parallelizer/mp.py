@@ -321,8 +321,9 @@ class MultiprocessingParallelizer(Parallelizer):
         if endpoint.nprocs == 2 and endpoint.polls:
             what = self._caller or "allreduce()"
             return into.allreduce_pair(endpoint, outbuf.apart(obj, out), op, func, out, agree, what)
-        parts = self._gather_list(obj, 0)  # rank 0 computes the result, which every process pulls into its out
-        outcome = self._outcome_on_0(lambda: semantics.fold(parts or [], func, "allreduce"))
+        if self.id != 0:  # rank 0 computes the result, which every process pulls into its out
+            self._gather_list(obj, 0)
+        outcome = self._outcome_on_0(lambda: semantics.fold(self._gather_list(obj, 0) or [], func, "allreduce"))
         got = into.bcast(endpoint, outcome, 0, out, agree, "allreduce")
         checks.refused(got)
         return got

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Set, Sized
 from typing import Any
 
 from .. import semantics
-from ..errors import CombineError
+from ..errors import CombineError, SerializationError
 
 MAX_TAG = 32767
 """Largest user tag; MPI guarantees at least this many."""
@@ -217,17 +217,21 @@ class Refusal:
         return (Refusal, (_portable(self.error),))
 
     def raise_it(self) -> None:
-        """Raises the error (a fresh copy on every process that received it)."""
-        raise self.error
+        """Raises the error (a fresh copy on every process that received it), as it travels: the same everywhere."""
+        portable = _portable(self.error)
+        if portable is self.error:
+            raise portable
+        raise portable from self.error
 
 
 def _portable(error: Exception) -> Exception:
     """``error`` as it can travel: its own type when that is a builtin, else a ``TypeError``.
 
-    Our own errors (:class:`~parallelizer.CombineError`) travel as they are.
+    Our own errors that a refusal carries (:class:`~parallelizer.CombineError`,
+    :class:`~parallelizer.SerializationError`) travel as they are.
     """
     kind = type(error)
-    if kind.__module__ == "builtins" or kind is CombineError:
+    if kind.__module__ == "builtins" or kind in (CombineError, SerializationError):
         return error
     return TypeError(f"{kind.__name__}: {error}")
 

@@ -184,15 +184,18 @@ class Transport(abc.ABC):
         return None if parts is None else semantics.join_gathered(parts)
 
     def _allgather(self, obj: Any) -> Any:
-        return self._bcast(self._gather(obj, 0), 0)
+        if self.id != 0:
+            self._gather_list(obj, 0)  # rank 0 joins the parts, or meets an error that every process raises
+        return self._bcast_outcome(lambda: self._gather(obj, 0))
 
     def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
         parts = self._gather_list(obj, root)
         return None if parts is None else semantics.fold(parts, func, "reduce")
 
     def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
-        parts = self._gather_list(obj, 0)
-        return self._bcast_outcome(lambda: semantics.fold(parts, func, "allreduce") if parts is not None else None)
+        if self.id != 0:
+            self._gather_list(obj, 0)  # rank 0 combines the parts, or meets an error that every process raises
+        return self._bcast_outcome(lambda: semantics.fold(self._gather_list(obj, 0) or [], func, "allreduce"))
 
     def _bcast_outcome(self, compute: Callable[[], Any]) -> Any:
         """Rank 0 computes a result and broadcasts it; if it raises, every process raises it.

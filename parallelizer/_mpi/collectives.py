@@ -326,9 +326,8 @@ class Collectives:
         if found.inline:
             return found.values(obj, self.rank)
         layout = plans.concat_layout(found)
-        if layout is None:
-            parts = self.gather_list(obj, 0, found)
-            return semantics.join_gathered(self.bcast(parts, 0))
+        if layout is None:  # rank 0 joins the parts and broadcasts them (or what it could not receive)
+            return self._from_0(lambda: self.gather_list(obj, 0, found), semantics.join_gathered)
         result = layout.result
         if into:
             self._agree(
@@ -409,12 +408,21 @@ class Collectives:
         if root is not None:
             parts = self.gather_list(obj, root, found)
             return None if parts is None else semantics.fold(parts, func, call)
-        parts = self.gather_list(obj, 0, found)
-        outcome: Any = None
-        if parts is not None:
+        return self._from_0(lambda: self.gather_list(obj, 0, found), lambda parts: semantics.fold(parts, func, call))
+
+    def _from_0(self, gather: Callable[[], Any], compute: Callable[[Any], Any]) -> Any:
+        """``compute(gather())`` on rank 0, broadcast; ``gather()`` alone elsewhere (it sends).
+
+        An error only rank 0 meets (a part it cannot unpickle, values it
+        cannot combine) travels as a refusal instead: every process raises it.
+        """
+        if self.rank != 0:
+            gather()
+            outcome = None
+        else:
             try:
-                outcome = semantics.fold(parts, func, call)
-            except TypeError as exc:  # only rank 0 knows: everyone raises it
+                outcome = compute(gather())
+            except TypeError as exc:
                 outcome = checks.Refusal(exc)
         outcome = self.bcast(outcome, 0)
         checks.refused(outcome)

@@ -129,3 +129,28 @@ def test_a_part_root_cannot_unpickle_fails_on_root_and_leaves_the_group_in_step(
     got = spmd(par, _unpicklable_part_body, call)
     if par.on_main:
         assert got == [("SerializationError", True)] + [(None, True)] * (par.nprocs - 1)
+
+
+def _unpicklable_in_all_body(call, into, parallelizer):
+    last = parallelizer.id == parallelizer.nprocs - 1
+    mine = Unloadable() if last and parallelizer.nprocs > 1 else np.zeros(2)
+    out = {"out": np.zeros(2)} if into else {}
+    try:
+        if call == "allgather":
+            parallelizer.allgather(mine, **out)
+        else:
+            parallelizer.allreduce(mine, op=lambda a, b: a, **out)
+        outcome = "returned"
+    except (TypeError, ValueError):  # SerializationError or its refusal; with out=, a list result (ValueError)
+        outcome = "raised"
+    return parallelizer.allgather((outcome, _in_step(parallelizer)))
+
+
+@pytest.mark.parametrize("into", [False, True], ids=["", "out"])
+@pytest.mark.parametrize("call", ["allgather", "allreduce"])
+def test_a_part_that_cannot_be_unpickled_leaves_no_process_waiting(par, call, into):
+    """Whoever meets it raises (some processes may return); none waits for a message that will not come."""
+    got = spmd(par, _unpicklable_in_all_body, call, into)
+    if par.on_main:
+        assert all(in_step for _, in_step in got), got
+        assert par.nprocs == 1 or any(outcome == "raised" for outcome, _ in got), got
