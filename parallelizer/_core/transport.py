@@ -185,7 +185,7 @@ class Transport(abc.ABC):
 
     def _allgather(self, obj: Any) -> Any:
         if self.id != 0:
-            self._gather_list(obj, 0)  # rank 0 joins the parts, or meets an error that every process raises
+            self._gather(obj, 0)  # rank 0 joins the parts, or meets an error that every process raises
         return self._bcast_outcome(lambda: self._gather(obj, 0))
 
     def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
