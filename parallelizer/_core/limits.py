@@ -35,9 +35,9 @@ pulls of the other parts, from this size on."""
 PULL_PIECE_MIN = 1 << 20
 """Multiprocessing: a pull this many bytes long or more, when it is the only
 one, is split into pieces of at least this size, read side by side in
-threads (one ``process_vm_readv`` runs at a fraction of memory bandwidth:
-on a 2-core VM, 8 MiB took 0.89 ms in one call and 0.44 ms in two threads,
-against 0.14 ms for a memcpy)."""
+threads (one ``process_vm_readv`` runs below memory bandwidth: on a 2-core
+VM, 16 MiB took 1.10 ms in one call and 0.63 ms in two threads, against
+0.74 ms for a memcpy)."""
 
 PULL_PIECES_MAX = 4
 """Multiprocessing: the most pieces one pull is split into (fewer with fewer CPUs)."""
