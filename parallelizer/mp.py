@@ -18,7 +18,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from . import semantics
 from ._core import checks, env, outbuf
 from ._core.tags import Space
 from ._mp import collectives, into, launch, wire, worker
@@ -321,10 +320,8 @@ class MultiprocessingParallelizer(Parallelizer):
         if endpoint.nprocs == 2 and endpoint.polls:
             what = self._caller or "allreduce()"
             return into.allreduce_pair(endpoint, outbuf.apart(obj, out), op, func, out, agree, what)
-        if self.id != 0:  # rank 0 computes the result, which every process pulls into its out
-            self._gather_list(obj, 0)
-        outcome = self._outcome_on_0(lambda: semantics.fold(self._gather_list(obj, 0) or [], func, "allreduce"))
-        got = into.bcast(endpoint, outcome, 0, out, agree, "allreduce")
+        # rank 0 computes the result, which every process pulls into its out
+        got = into.bcast(endpoint, self._reduced_on_0(obj, func), 0, out, agree, "allreduce")
         checks.refused(got)
         return got
 

@@ -184,38 +184,41 @@ class Transport(abc.ABC):
         return None if parts is None else semantics.join_gathered(parts)
 
     def _allgather(self, obj: Any) -> Any:
-        if self.id != 0:
-            self._gather(obj, 0)  # rank 0 joins the parts, or meets an error that every process raises
-        return self._bcast_outcome(lambda: self._gather(obj, 0))
+        return self._bcast_outcome(self._on_0(lambda: self._gather(obj, 0)))
 
     def _reduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int) -> Any:
         parts = self._gather_list(obj, root)
         return None if parts is None else semantics.fold(parts, func, "reduce")
 
     def _allreduce(self, obj: Any, op: object, func: Callable[[Any, Any], Any]) -> Any:
-        if self.id != 0:
-            self._gather_list(obj, 0)  # rank 0 combines the parts, or meets an error that every process raises
-        return self._bcast_outcome(lambda: semantics.fold(self._gather_list(obj, 0) or [], func, "allreduce"))
+        return self._bcast_outcome(self._reduced_on_0(obj, func))
 
-    def _bcast_outcome(self, compute: Callable[[], Any]) -> Any:
-        """Rank 0 computes a result and broadcasts it; if it raises, every process raises it.
+    def _reduced_on_0(self, obj: Any, func: Callable[[Any, Any], Any]) -> Any:
+        """``allreduce``'s result on rank 0 (or its refusal, see :meth:`_on_0`); ``None`` elsewhere."""
+        return self._on_0(lambda: self._gather_list(obj, 0), lambda parts: semantics.fold(parts, func, "allreduce"))
 
-        An error only rank 0 meets (say, values a reduction cannot combine)
-        travels as a :class:`~parallelizer.checks.Refusal` in place of the
-        result, so the others never wait for a result that will not come.
+    def _on_0(self, gather: Callable[[], Any], compute: Callable[[Any], Any] | None = None) -> Any:
+        """``compute(gather())`` on rank 0; ``gather()`` alone elsewhere (it sends), which gives ``None``.
+
+        A ``TypeError`` or ``ValueError`` only rank 0 meets (a part it cannot
+        unpickle, values it cannot combine) comes back as a
+        :class:`~parallelizer.checks.Refusal` for every process to raise, so
+        the others never wait for a result that will not come.
         """
-        outcome = self._bcast(self._outcome_on_0(compute), 0)
-        checks.refused(outcome)
-        return outcome
-
-    def _outcome_on_0(self, compute: Callable[[], Any]) -> Any:
-        """On rank 0, ``compute()``, or its ``TypeError``/``ValueError`` as a :class:`~parallelizer.checks.Refusal`."""
         if self.id != 0:
+            gather()
             return None
         try:
-            return compute()
+            gathered = gather()
+            return gathered if compute is None else compute(gathered)
         except (TypeError, ValueError) as exc:
             return checks.Refusal(exc)
+
+    def _bcast_outcome(self, outcome: Any) -> Any:
+        """Rank 0's ``outcome`` (:meth:`_on_0`) on every process; a refusal is raised everywhere."""
+        outcome = self._bcast(outcome, 0)
+        checks.refused(outcome)
+        return outcome
 
     def _barrier(self) -> None:
         self._gather_list(None, 0)

@@ -39,7 +39,7 @@ cost more.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import semantics
@@ -57,8 +57,9 @@ from .rendezvous import PendingSend
 def bcast(endpoint: Endpoint, obj: Any, root: int) -> Any:
     """``broadcast`` over ``endpoint``."""
     if endpoint.rank == root:
-        others = [rank for rank in range(endpoint.nprocs) if rank != root]
-        endpoint.send_all(obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}")
+        endpoint.send_all(
+            obj, all_but(endpoint, root), wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}"
+        )
         return obj
     return endpoint.recv(root, wire.Kind.COLL, CollTag.BCAST, "broadcast")
 
@@ -75,8 +76,7 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
 
 def refuse(endpoint: Endpoint, refusal: Any, root: int, tag: int) -> Any:
     """Sends root's refusal to every other process in place of what they wait for; returns it."""
-    others = [rank for rank in range(endpoint.nprocs) if rank != root]
-    endpoint.send_all(refusal, others, wire.Kind.COLL, tag, "a refusal")
+    endpoint.send_all(refusal, all_but(endpoint, root), wire.Kind.COLL, tag, "a refusal")
     return refusal
 
 
@@ -237,16 +237,32 @@ def allgather_all(
     sent = endpoint.send_all(
         obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered", lazy=True, wait=False
     )
-    # Where the others pull from this process's memory, it returns only once they
-    # have, also when it raises (then with its own error: a missing or dead
-    # process would fail the wait for the pulls too, less clearly).
+    with pulled(endpoint, [sent]):
+        return _join(endpoint, obj, CollTag.ALLGATHER, what, out, agree)
+
+
+def all_but(endpoint: Endpoint, root: int) -> list[int]:
+    """Every rank but ``root``."""
+    return [rank for rank in range(endpoint.nprocs) if rank != root]
+
+
+def wait_pulled(endpoint: Endpoint, sent: Sequence[PendingSend | None]) -> None:
+    """Until the receivers have pulled (or dropped) what this process sent lazily (``None``: nothing to wait for)."""
+    endpoint.wait_sent(*[send for send in sent if send is not None])
+
+
+@contextlib.contextmanager
+def pulled(endpoint: Endpoint, sent: Sequence[PendingSend | None]) -> Iterator[None]:
+    """On leaving, :func:`wait_pulled`: also after an error, which then stays the one raised.
+
+    The others pull from this process's memory, so it returns only once they
+    have; after an error of its own, a missing or dead process would fail
+    that wait too, less clearly.
+    """
     try:
-        joined = _join(endpoint, obj, CollTag.ALLGATHER, what, out, agree)
+        yield
     except BaseException:
-        if sent is not None:
-            with contextlib.suppress(Exception):
-                endpoint.wait_sent(sent)
+        with contextlib.suppress(Exception):
+            wait_pulled(endpoint, sent)
         raise
-    if sent is not None:
-        endpoint.wait_sent(sent)
-    return joined
+    wait_pulled(endpoint, sent)

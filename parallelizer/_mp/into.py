@@ -50,13 +50,18 @@ def bcast(endpoint: Endpoint, obj: Any, root: int, out: Any, agree: Agree, call:
         return _receive(endpoint, root, CollTag.BCAST, out, agree, call)
     if type(obj) is checks.Refusal:  # (a reduction root could not compute)
         return collectives.refuse(endpoint, obj, root, CollTag.BCAST)
-    others = [rank for rank in range(endpoint.nprocs) if rank != root]
     sent = endpoint.send_all(
-        obj, others, wire.Kind.COLL, CollTag.BCAST, f"the object broadcast from rank {root}", lazy=True, wait=False
+        obj,
+        collectives.all_but(endpoint, root),
+        wire.Kind.COLL,
+        CollTag.BCAST,
+        f"the object broadcast from rank {root}",
+        lazy=True,
+        wait=False,
     )
     _agree_as_sender(endpoint, agree, outbuf.problem(out, obj), [sent])
     if out is None or not semantics.is_ndarray(obj):  # (a result that is None ignores out)
-        _wait(endpoint, [sent])
+        collectives.wait_pulled(endpoint, [sent])
         return outbuf.Written(semantics.own(obj) if out is None else outbuf.write(out, obj))
     _write_while_pulled(endpoint, out, obj, obj, [sent])
     return outbuf.Written(out)
@@ -74,7 +79,7 @@ def scatter(
     mine = semantics.root_block(data, *bounds[root])
     _agree_as_sender(endpoint, agree, outbuf.problem(out, mine), pending)
     if out is None or not semantics.is_ndarray(mine):
-        _wait(endpoint, pending)
+        collectives.wait_pulled(endpoint, pending)
         return outbuf.Written(mine if out is None else outbuf.write(out, mine))
     _write_while_pulled(endpoint, out, mine, data, pending)
     return outbuf.Written(out)
@@ -84,7 +89,7 @@ def gather_part(endpoint: Endpoint, obj: Any, root: int, agree: Agree) -> Any:
     """``gather(out=)`` off root: sends ``obj`` lazily, agrees, and waits until root has pulled it."""
     sent = endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True, wait=False)
     _agree_as_sender(endpoint, agree, None, [sent])
-    _wait(endpoint, [sent])
+    collectives.wait_pulled(endpoint, [sent])
     return outbuf.Written(None)
 
 
@@ -106,18 +111,16 @@ def _receive(endpoint: Endpoint, root: int, tag: int, out: Any, agree: Agree, ca
 
 
 def _agree_as_sender(endpoint: Endpoint, agree: Agree, problem: str | None, sent: Sequence[PendingSend | None]) -> None:
-    """A sender's half of the agreement; after an error, it waits until the receivers have dropped what it sent."""
+    """A sender's half of the agreement; after an error, it waits until the receivers have dropped what it sent.
+
+    (On success the caller waits, after starting its own copy into ``out``.)
+    """
     try:
         agree(problem)
     except BaseException:
         with contextlib.suppress(Exception):
-            _wait(endpoint, sent)
+            collectives.wait_pulled(endpoint, sent)
         raise
-
-
-def _wait(endpoint: Endpoint, sent: Sequence[PendingSend | None]) -> None:
-    """Until the receivers have pulled (or dropped) what this process sent."""
-    endpoint.wait_sent(*[send for send in sent if send is not None])
 
 
 def _write_while_pulled(
@@ -131,12 +134,12 @@ def _write_while_pulled(
     import numpy
 
     if out is value or value.nbytes < PARALLEL_COPY_MIN or numpy.may_share_memory(out, source):
-        _wait(endpoint, sent)
+        collectives.wait_pulled(endpoint, sent)
         outbuf.write(out, value)
         return
     copy = endpoint.threads().submit(outbuf.write, out, value)
     try:
-        _wait(endpoint, sent)
+        collectives.wait_pulled(endpoint, sent)
     finally:
         copy.result()
 
@@ -192,32 +195,25 @@ def allreduce_pair(
     sent = endpoint.send_all(
         obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced", lazy=True, wait=False
     )
-    try:
+    with collectives.pulled(endpoint, [sent]):
         inc = endpoint.receive(other, wire.Kind.COLL, CollTag.ALLREDUCE, what, lazy=True)
         mine = semantics.array_meta(obj)
         ufunc = _ufunc(op, mine, inc.array_meta())
         if ufunc is None:
             value = collectives.value(endpoint, inc, what)
             result = semantics.fold([obj, value] if other else [value, obj], func, "allreduce")  # both raise alike
-            done = collectives.written(result, out, agree)
-        else:
-            assert mine is not None
-            try:
-                agree(None if out is None else outbuf.unfit(out, mine.shape, mine.dtype))
-            except BaseException:
-                endpoint.rendezvous.release(inc)
-                raise
-            target = memory.empty(mine.shape, mine.dtype) if out is None else out
-            if inc.c_order:
-                endpoint.pull_into([inc], [raw_bytes(target)], what=what)
-                theirs = target
-            else:  # Fortran order: received whole, then combined into target
-                theirs = collectives.value(endpoint, inc, what)
-            ufunc(*((obj, theirs) if other else (theirs, obj)), out=target)
-            done = outbuf.Written(target)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            _wait(endpoint, [sent])
-        raise
-    _wait(endpoint, [sent])
-    return done
+            return collectives.written(result, out, agree)
+        assert mine is not None
+        try:
+            agree(None if out is None else outbuf.unfit(out, mine.shape, mine.dtype))
+        except BaseException:
+            endpoint.rendezvous.release(inc)
+            raise
+        target = memory.empty(mine.shape, mine.dtype) if out is None else out
+        if inc.c_order:
+            endpoint.pull_into([inc], [raw_bytes(target)], what=what)
+            theirs = target
+        else:  # Fortran order: received whole, then combined into target
+            theirs = collectives.value(endpoint, inc, what)
+        ufunc(*((obj, theirs) if other else (theirs, obj)), out=target)
+        return outbuf.Written(target)
