@@ -80,10 +80,21 @@ class Collectives(Transport):
         root = self._root(root)
         if self._debug:
             self._check_collective(_named("broadcast", out), root)
-        if out is not outbuf.NOT_GIVEN:
-            return self._receive_into(out, self._receiving("broadcast", self._bcast_into, obj, root, out), "broadcast")
-        got = self._bcast(obj, root)
-        return semantics.own(got) if got is obj else got  # root gets obj itself back (own: a writable array)
+        try:
+            if out is not outbuf.NOT_GIVEN:
+                return self._receive_into(
+                    out, self._receiving("broadcast", self._bcast_into, obj, root, out), "broadcast"
+                )
+            got = self._bcast(obj, root)
+        except SerializationError as exc:  # root cannot pickle obj: nothing was sent
+            if exc.rank is None and self.id == root and self._together():
+                self._bcast(checks.Refusal(exc), root)  # the others raise it too, instead of waiting
+            raise
+        if got is obj:
+            return semantics.own(got)  # root gets obj itself back (own: a writable array)
+        if type(got) is checks.Refusal:
+            got.raise_it()
+        return got
 
     @exclusive
     def scatter(self, data: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:
@@ -275,6 +286,7 @@ class Collectives(Transport):
 
     def _receive_into(self, out: Any, result: Any, call: str) -> Any:
         """``result`` written into ``out`` once every process knows every ``out`` can take its result."""
+        checks.refused(result)  # (root's error, sent in place of the result)
         if isinstance(result, outbuf.Written):  # the backend has checked and received into out
             return result.value
         mine = outbuf.problem(out, result)

@@ -1,0 +1,46 @@
+"""``broadcast`` of an object its root cannot pickle (a lock, an open file).
+
+Root finds out before anything is sent; every process raises the same
+``SerializationError`` (a ``TypeError``), as for a bad argument, so catching
+it leaves the group in step. Before, root raised alone and the others waited
+for a message that never came.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from backends import spmd
+
+
+def _in_step(parallelizer):
+    return parallelizer.allgather(("next", parallelizer.id)) == [("next", rank) for rank in range(parallelizer.nprocs)]
+
+
+def _broadcast_body(root_is_last, into, parallelizer):
+    root = parallelizer.nprocs - 1 if root_is_last else 0
+    kwargs = {"out": np.zeros(2)} if into else {}
+    outcomes = []
+    for _ in range(2):  # twice: nothing of the first is left over for the second
+        try:
+            parallelizer.broadcast(threading.Lock() if parallelizer.id == root else None, root=root, **kwargs)
+            outcomes.append("returned")
+        except TypeError as err:
+            outcomes.append(f"{type(err).__name__}: {'cannot pickle' in str(err)}")
+        outcomes.append(_in_step(parallelizer))
+    value = parallelizer.broadcast(np.arange(2.0) if parallelizer.id == root else None, root=root, **kwargs)
+    outcomes.append(value.tolist())
+    return parallelizer.allgather(outcomes)
+
+
+@pytest.mark.parametrize("into", [False, True], ids=["", "out"])
+@pytest.mark.parametrize("root_is_last", [False, True], ids=["root0", "rootlast"])
+def test_an_object_root_cannot_pickle_fails_on_every_process(par, root_is_last, into):
+    if par.nprocs == 1:
+        pytest.skip("a group of one sends nothing: whether its broadcast pickles is the backend's choice")
+    got = spmd(par, _broadcast_body, root_is_last, into)
+    if par.on_main:
+        want = ["SerializationError: True", True] * 2 + [[0.0, 1.0]]
+        assert got == [want] * par.nprocs
