@@ -160,10 +160,12 @@ def test_hydra_mpiexec_with_open_mpi(openmpi_python):
         f"in a world of one). Launch with the mpiexec of Open MPI: '{ompi_mpiexec} -n 2 python script.py', or let "
         "parallelizer find it: 'python -m parallelizer -n 2 script.py'."
     )
-    assert result.stderr.count(f"LaunchMismatchError: {expected}") == 2
+    # Each rank says it, unless hydra, seeing the first rank fail, ended the
+    # other before it could (about one run in ten here).
+    assert 1 <= result.stderr.count(f"LaunchMismatchError: {expected}") <= 2
     info = _run([MPIEXEC, "-n", "2", openmpi_python, "-m", "parallelizer", "info"])
     assert info.returncode != 0
-    assert info.stdout.count(f"error        LaunchMismatchError: {expected}\n") == 2
+    assert 1 <= info.stdout.count(f"error        LaunchMismatchError: {expected}\n") <= 2
     # the advice works: the same Python under its own mpiexec, found by python -m parallelizer -n
     advised = _run([openmpi_python, "-m", "parallelizer", "-n", "2", SCRIPT, "none", "0"])
     assert advised.returncode == 0, advised.stderr
