@@ -19,7 +19,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from . import semantics
 from ._core import calls, mismatch
+from ._core.outbuf import NOT_GIVEN
 from ._core.tags import Space
 from ._mpi import abort, finish, messages, runtime
 from ._mpi import collectives as _collectives
@@ -264,10 +266,9 @@ class MPIParallelizer(Parallelizer):
     def barrier(self) -> None:
         """Returns when every rank of ``comm`` has called it (``MPI_Barrier``).
 
-        The one-caller rule of :func:`parallelizer._core.calls.exclusive`,
-        inlined for the most frequent case (no nesting, watchdog or debug
-        checks), so that a barrier costs little more than ``comm.Barrier()``;
-        anything else takes the general path.
+        An outermost call (:func:`parallelizer._core.calls.enter_plain`)
+        costs little more than ``comm.Barrier()``; anything else takes the
+        general path.
 
         Example:
             Under ``mpiexec -n 2 python script.py``::
@@ -275,9 +276,10 @@ class MPIParallelizer(Parallelizer):
                 par = MPIParallelizer()
                 par.barrier()  # both ranks have arrived
         """
+        # calls.enter_plain and leave_plain, inlined: their two calls cost ~35 ns of a 2.2 us barrier
         lock = self._caller_lock
         if self._caller is None and self._watchdog is None and not self._debug and lock.acquire(False):
-            self._caller = "barrier()"  # (never held by this thread with no caller: it is the outermost call)
+            self._caller = "barrier()"
             try:
                 self._comm.Barrier()
             finally:
@@ -285,6 +287,75 @@ class MPIParallelizer(Parallelizer):
                 lock.release()
             return
         super().barrier()  # nested, watched, checked, or another thread inside a call (which raises)
+
+    # An outermost call without out= (calls.enter_plain) goes straight to the collective: small
+    # objects cost a few microseconds, of which the generic layers would take a tenth.
+
+    def gather(self, obj: Any, root: int = 0, *, out: Any = NOT_GIVEN) -> Any:
+        """:meth:`Parallelizer.gather` (see there); an outermost call without ``out`` goes straight to MPI.
+
+        Example:
+            Under ``mpiexec -n 2 python script.py``::
+
+                par = MPIParallelizer()
+                par.gather(par.id)  # [0, 1] on rank 0, None on rank 1
+        """
+        if out is NOT_GIVEN and type(root) is int and 0 <= root < self._size and calls.enter_plain(self, "gather()"):
+            try:
+                return self._coll.gather_plain(obj, root)
+            finally:
+                calls.leave_plain(self)
+        return super().gather(obj, root, out=out)
+
+    def allgather(self, obj: Any, *, out: Any = NOT_GIVEN) -> Any:
+        """:meth:`Parallelizer.allgather` (see there); an outermost call without ``out`` goes straight to MPI.
+
+        Example:
+            Under ``mpiexec -n 2 python script.py``::
+
+                par = MPIParallelizer()
+                par.allgather(par.id)  # [0, 1] on both
+        """
+        if out is NOT_GIVEN and calls.enter_plain(self, "allgather()"):
+            try:
+                return self._coll.allgather(obj)
+            finally:
+                calls.leave_plain(self)
+        return super().allgather(obj, out=out)
+
+    def reduce(
+        self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", root: int = 0, *, out: Any = NOT_GIVEN
+    ) -> Any:
+        """:meth:`Parallelizer.reduce` (see there); an outermost call without ``out`` goes straight to MPI.
+
+        Example:
+            Under ``mpiexec -n 2 python script.py``::
+
+                par = MPIParallelizer()
+                par.reduce(par.id + 1)  # 3 on rank 0, None on rank 1
+        """
+        if out is NOT_GIVEN and type(root) is int and 0 <= root < self._size and calls.enter_plain(self, "reduce()"):
+            try:
+                return self._coll.reduce(obj, op, semantics.resolve_op(op), root)
+            finally:
+                calls.leave_plain(self)
+        return super().reduce(obj, op, root, out=out)
+
+    def allreduce(self, obj: Any, op: str | Callable[[Any, Any], Any] = "sum", *, out: Any = NOT_GIVEN) -> Any:
+        """:meth:`Parallelizer.allreduce` (see there); an outermost call without ``out`` goes straight to MPI.
+
+        Example:
+            Under ``mpiexec -n 2 python script.py``::
+
+                par = MPIParallelizer()
+                par.allreduce(par.id + 1, op="max")  # 2 on both
+        """
+        if out is NOT_GIVEN and calls.enter_plain(self, "allreduce()"):
+            try:
+                return self._coll.reduce(obj, op, semantics.resolve_op(op), None)
+            finally:
+                calls.leave_plain(self)
+        return super().allreduce(obj, op, out=out)
 
     def _barrier(self) -> None:
         self._comm.Barrier()

@@ -88,6 +88,42 @@ class Guarded(Protocol):
 G = TypeVar("G", bound=Guarded)
 
 
+class Checked(Guarded, Protocol):
+    """What :func:`enter_plain` needs: :class:`Guarded`, and whether debug checks are on."""
+
+    _debug: bool
+
+
+def enter_plain(par: Checked, name: str) -> bool:
+    """Takes the one-caller lock for an outermost call with no watchdog and no debug checks.
+
+    The most frequent case, and the only one in which a backend may run a
+    call's body itself, skipping the generic layers (:func:`exclusive`'s
+    wrapper, the debug checks): a collective that costs a few microseconds
+    pays for every Python frame. After ``True`` the caller must call
+    :func:`leave_plain`; ``False`` (nothing taken) sends it to the general
+    path, which nests, watches, checks, or refuses a second thread.
+
+    Example:
+        >>> from parallelizer import SerialNonParallelizer
+        >>> par = SerialNonParallelizer()
+        >>> if enter_plain(par, "barrier()"):
+        ...     leave_plain(par)
+        ...     print("plain")
+        plain
+    """
+    if par._caller is None and par._watchdog is None and not par._debug and par._caller_lock.acquire(False):
+        par._caller = name  # (never held by this thread with no caller: it is the outermost call)
+        return True
+    return False
+
+
+def leave_plain(par: Guarded) -> None:
+    """Ends a call :func:`enter_plain` let in."""
+    par._caller = None
+    par._caller_lock.release()
+
+
 def exclusive(method: Callable[Concatenate[G, P], R]) -> Callable[Concatenate[G, P], R]:
     """Makes ``method`` refuse a second thread while another is inside a guarded call.
 

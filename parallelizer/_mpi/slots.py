@@ -44,10 +44,10 @@ from .runtime import load as _mpi
 EMPTY, INLINE, ARRAY, LARGE = 0, 1, 2, 3
 NO_OUT, OUT_ARRAY, OUT_ASK = 0, 1, 2
 _HEAD = struct.Struct("<BBHBBH")  # kind, ndim, payload length; out kind, out ndim, out payload length
-_LENGTH = struct.Struct("<H")  # the payload length alone (at offset 2)
 _PAYLOAD = SLOT - _HEAD.size
 _MAX_NDIM = 12
 _DTYPE_FIELD = 16
+_NUMBER_HEADS = tuple(_HEAD.pack(INLINE, 0, length, NO_OUT, 0, 0) for length in range(_PAYLOAD + 1))
 SMALL_TYPES = (int, float, complex, bool, type(None))
 """Types whose small values are pickled at once, with no other check (numbers, ``None``)."""
 
@@ -221,6 +221,8 @@ class SlotExchange:
         self._mine_spec = [self._mine, MPI.BYTE]
         self._all_spec = [self._all, MPI.BYTE]
         self._views = [memoryview(self._all)[rank * SLOT : (rank + 1) * SLOT] for rank in range(self.size)]
+        # an INLINE slot's pickle and what follows it (pickle.loads ignores the bytes after its end)
+        self._pickles = [view[_HEAD.size :] for view in self._views]
         self._last_key: Any = None  # what _mine describes, when it holds no INLINE object
         self._last_slot = Slot(EMPTY)
         self._last_all = b""
@@ -253,8 +255,7 @@ class SlotExchange:
         if len(data) > _PAYLOAD:
             return False
         self._last_key = None  # _mine no longer holds the array described last
-        _HEAD.pack_into(self._mine, 0, INLINE, 0, len(data), NO_OUT, 0, 0)
-        self._mine[_HEAD.size : _HEAD.size + len(data)] = data
+        self._mine[: _HEAD.size + len(data)] = _NUMBER_HEADS[len(data)] + data
         return True
 
     def exchange(self, obj: Any, out: tuple[Any, ...] | None = None, *, empty: bool = False) -> Round:
@@ -282,10 +283,7 @@ class SlotExchange:
             self.comm.Allgather(self._mine_spec, self._all_spec)
             if self._all[::SLOT].count(INLINE) == self.size:  # every rank's object is in its slot
                 me = self.rank
-                return [
-                    obj if rank == me else pickle.loads(view[_HEAD.size : _HEAD.size + _LENGTH.unpack_from(view, 2)[0]])
-                    for rank, view in enumerate(self._views)
-                ]
+                return [obj if rank == me else pickle.loads(data) for rank, data in enumerate(self._pickles)]
             return self._round(Slot(INLINE, obj))  # (not all inline: never a list)
         found = self.exchange(obj)
         return found.values(obj, self.rank) if found.inline else found
