@@ -80,21 +80,35 @@ class Collectives(Transport):
         root = self._root(root)
         if self._debug:
             self._check_collective(_named("broadcast", out), root)
+        if out is outbuf.NOT_GIVEN:
+            return self._broadcast(obj, root)
         try:
-            if out is not outbuf.NOT_GIVEN:
-                return self._receive_into(
-                    out, self._receiving("broadcast", self._bcast_into, obj, root, out), "broadcast"
-                )
+            return self._receive_into(out, self._receiving("broadcast", self._bcast_into, obj, root, out), "broadcast")
+        except SerializationError as exc:
+            self._refuse_unpicklable(exc, root)
+            raise
+
+    def _broadcast(self, obj: Any, root: int) -> Any:
+        """``broadcast`` without ``out``, once the call is checked."""
+        try:
             got = self._bcast(obj, root)
-        except SerializationError as exc:  # root cannot pickle obj: nothing was sent
-            if exc.rank is None and self.id == root and self._together():
-                self._bcast(checks.Refusal(exc), root)  # the others raise it too, instead of waiting
+        except SerializationError as exc:
+            self._refuse_unpicklable(exc, root)
             raise
         if got is obj:
             return semantics.own(got)  # root gets obj itself back (own: a writable array)
         if type(got) is checks.Refusal:
             got.raise_it()
         return got
+
+    def _refuse_unpicklable(self, error: SerializationError, root: int) -> None:
+        """Root could not pickle its object, so it sent nothing: the others get the error in its place.
+
+        Every process then raises it, as for a bad argument, instead of
+        waiting for a message that will not come.
+        """
+        if error.rank is None and self.id == root and self._together():  # (rank None: its own object)
+            self._bcast(checks.Refusal(error), root)
 
     @exclusive
     def scatter(self, data: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:

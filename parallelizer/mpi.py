@@ -291,6 +291,22 @@ class MPIParallelizer(Parallelizer):
     # An outermost call without out= (calls.enter_plain) goes straight to the collective: small
     # objects cost a few microseconds, of which the generic layers would take a tenth.
 
+    def broadcast(self, obj: Any, root: int = 0, *, out: Any = NOT_GIVEN) -> Any:
+        """:meth:`Parallelizer.broadcast` (see there); an outermost call without ``out`` goes straight to MPI.
+
+        Example:
+            Under ``mpiexec -n 2 python script.py``::
+
+                par = MPIParallelizer()
+                par.broadcast({"step": 1} if par.on_main else None)  # {'step': 1} on both
+        """
+        if out is NOT_GIVEN and type(root) is int and 0 <= root < self._size and calls.enter_plain(self, "broadcast()"):
+            try:
+                return self._broadcast(obj, root)
+            finally:
+                calls.leave_plain(self)
+        return super().broadcast(obj, root, out=out)
+
     def gather(self, obj: Any, root: int = 0, *, out: Any = NOT_GIVEN) -> Any:
         """:meth:`Parallelizer.gather` (see there); an outermost call without ``out`` goes straight to MPI.
 
