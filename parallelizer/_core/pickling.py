@@ -147,7 +147,10 @@ def _rebuild_code(
 
 
 def _describe(obj: object) -> str:
-    text = repr(obj)
+    try:
+        text = repr(obj)
+    except Exception as exc:  # the error being reported matters more than this one
+        text = f"(whose repr raised {type(exc).__name__})"
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{type(obj).__name__} {text}"

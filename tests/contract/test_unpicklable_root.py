@@ -15,17 +15,28 @@ import pytest
 from backends import spmd
 
 
+class Unprintable:
+    """Cannot be pickled (it holds a lock), and its repr fails too."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def __repr__(self):
+        raise AttributeError("no repr here")
+
+
 def _in_step(parallelizer):
     return parallelizer.allgather(("next", parallelizer.id)) == [("next", rank) for rank in range(parallelizer.nprocs)]
 
 
-def _broadcast_body(root_is_last, into, parallelizer):
+def _broadcast_body(root_is_last, into, kind, parallelizer):
     root = parallelizer.nprocs - 1 if root_is_last else 0
     kwargs = {"out": np.zeros(2)} if into else {}
     outcomes = []
     for _ in range(2):  # twice: nothing of the first is left over for the second
         try:
-            parallelizer.broadcast(threading.Lock() if parallelizer.id == root else None, root=root, **kwargs)
+            obj = (threading.Lock() if kind == "lock" else Unprintable()) if parallelizer.id == root else None
+            parallelizer.broadcast(obj, root=root, **kwargs)
             outcomes.append("returned")
         except TypeError as err:
             outcomes.append(f"{type(err).__name__}: {'cannot pickle' in str(err)}")
@@ -35,12 +46,13 @@ def _broadcast_body(root_is_last, into, parallelizer):
     return parallelizer.allgather(outcomes)
 
 
+@pytest.mark.parametrize("kind", ["lock", "unprintable"])
 @pytest.mark.parametrize("into", [False, True], ids=["", "out"])
 @pytest.mark.parametrize("root_is_last", [False, True], ids=["root0", "rootlast"])
-def test_an_object_root_cannot_pickle_fails_on_every_process(par, root_is_last, into):
+def test_an_object_root_cannot_pickle_fails_on_every_process(par, root_is_last, into, kind):
     if par.nprocs == 1:
         pytest.skip("a group of one sends nothing: whether its broadcast pickles is the backend's choice")
-    got = spmd(par, _broadcast_body, root_is_last, into)
+    got = spmd(par, _broadcast_body, root_is_last, into, kind)
     if par.on_main:
         want = ["SerializationError: True", True] * 2 + [[0.0, 1.0]]
         assert got == [want] * par.nprocs
