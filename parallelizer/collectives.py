@@ -101,15 +101,6 @@ class Collectives(Transport):
             got.raise_it()
         return got
 
-    def _refuse_unpicklable(self, error: SerializationError, root: int) -> None:
-        """Root could not pickle its object, so it sent nothing: the others get the error in its place.
-
-        Every process then raises it, as for a bad argument, instead of
-        waiting for a message that will not come.
-        """
-        if error.rank is None and self.id == root and self._together():  # (rank None: its own object)
-            self._bcast(checks.Refusal(error), root)
-
     @exclusive
     def scatter(self, data: Any, root: int = 0, *, out: Any = outbuf.NOT_GIVEN) -> Any:
         """Returns this process's block of root's sequence.
@@ -306,10 +297,6 @@ class Collectives(Transport):
         mine = outbuf.problem(out, result)
         outbuf.check_all(self._allgather(mine) if self._together() else [mine], call)
         return outbuf.write(out, result)
-
-    def _together(self) -> bool:
-        """Whether there are other processes to agree with now."""
-        return self.nprocs > 1 and self._connected()
 
     @exclusive
     def barrier(self) -> None:

@@ -26,7 +26,7 @@ from ._mp.group import Group
 from ._mp.protocol import MainProtocol
 from ._mp.rendezvous import PendingSend
 from .base import Parallelizer
-from .errors import OversubscriptionWarning
+from .errors import OversubscriptionWarning, SerializationError
 
 __all__ = ["MultiprocessingParallelizer"]
 
@@ -321,7 +321,11 @@ class MultiprocessingParallelizer(Parallelizer):
             what = self._caller or "allreduce()"
             return into.allreduce_pair(endpoint, outbuf.apart(obj, out), op, func, out, agree, what)
         # rank 0 computes the result, which every process pulls into its out
-        got = into.bcast(endpoint, self._reduced_on_0(obj, func), 0, out, agree, "allreduce")
+        try:
+            got = into.bcast(endpoint, self._reduced_on_0(obj, func), 0, out, agree, "allreduce")
+        except SerializationError as exc:  # a result rank 0 cannot pickle (what a callable op returned)
+            self._refuse_unpicklable(exc, 0)
+            raise
         checks.refused(got)
         return got
 

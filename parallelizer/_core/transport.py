@@ -215,10 +215,30 @@ class Transport(abc.ABC):
             return checks.Refusal(exc)
 
     def _bcast_outcome(self, outcome: Any) -> Any:
-        """Rank 0's ``outcome`` (:meth:`_on_0`) on every process; a refusal is raised everywhere."""
-        outcome = self._bcast(outcome, 0)
+        """Rank 0's ``outcome`` (:meth:`_on_0`) on every process; a refusal is raised everywhere.
+
+        So is an outcome rank 0 cannot pickle (say, what a callable ``op`` returned).
+        """
+        try:
+            outcome = self._bcast(outcome, 0)
+        except SerializationError as exc:
+            self._refuse_unpicklable(exc, 0)
+            raise
         checks.refused(outcome)
         return outcome
+
+    def _refuse_unpicklable(self, error: SerializationError, root: int) -> None:
+        """Root could not pickle its object, so it sent nothing: the others get the error in its place.
+
+        Every process then raises it, as for a bad argument, instead of
+        waiting for a message that will not come.
+        """
+        if error.rank is None and self.id == root and self._together():  # (rank None: its own object)
+            self._bcast(checks.Refusal(error), root)
+
+    def _together(self) -> bool:
+        """Whether there are other processes to agree with now."""
+        return self.nprocs > 1 and self._connected()
 
     def _barrier(self) -> None:
         self._gather_list(None, 0)

@@ -36,6 +36,7 @@ from .._core import codec as _codec
 from .._core import memory as _memory
 from .._core.tags import CollTag
 from .._core.transport import receive_all
+from ..errors import SerializationError
 from . import broadcast_into, messages, plans, slots
 from .runtime import load as _mpi
 from .slots import ARRAY, EMPTY, INLINE, Round, SlotExchange
@@ -414,7 +415,8 @@ class Collectives:
         """``compute(gather())`` on rank 0, broadcast; ``gather()`` alone elsewhere (it sends).
 
         An error only rank 0 meets (a part it cannot unpickle, values it
-        cannot combine) travels as a refusal instead: every process raises it.
+        cannot combine, a result it cannot pickle) travels as a refusal
+        instead: every process raises it.
         """
         if self.rank != 0:
             gather()
@@ -424,7 +426,12 @@ class Collectives:
                 outcome = compute(gather())
             except TypeError as exc:
                 outcome = checks.Refusal(exc)
-        outcome = self.bcast(outcome, 0)
+        try:
+            outcome = self.bcast(outcome, 0)
+        except SerializationError as exc:
+            if exc.rank is not None or self.rank != 0:
+                raise
+            outcome = self.bcast(checks.Refusal(exc), 0)  # (nothing was sent)
         checks.refused(outcome)
         return outcome
 

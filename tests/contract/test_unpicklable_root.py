@@ -1,9 +1,11 @@
-"""``broadcast`` of an object its root cannot pickle (a lock, an open file).
+"""What a root cannot pickle: an object it broadcasts, a result it computed for all.
 
-Root finds out before anything is sent; every process raises the same
-``SerializationError`` (a ``TypeError``), as for a bad argument, so catching
-it leaves the group in step. Before, root raised alone and the others waited
-for a message that never came.
+``broadcast`` of a lock, or ``allreduce`` whose callable ``op`` returns one
+where rank 0 computes the result for every process: root finds out before
+anything is sent, and every process raises the same ``SerializationError``
+(a ``TypeError``), as for a bad argument, so catching it leaves the group in
+step. Before, root raised alone and the others waited for a message that
+never came.
 """
 
 from __future__ import annotations
@@ -56,3 +58,31 @@ def test_an_object_root_cannot_pickle_fails_on_every_process(par, root_is_last, 
     if par.on_main:
         want = ["SerializationError: True", True] * 2 + [[0.0, 1.0]]
         assert got == [want] * par.nprocs
+
+
+def _unpicklable_result_body(into, parallelizer):
+    """``allreduce`` whose callable ``op`` returns what cannot be pickled (a lock)."""
+    kwargs = {"out": np.zeros(2)} if into else {}
+    outcomes = []
+    for _ in range(2):
+        try:
+            part = [parallelizer.id] * 100  # too large to travel inside MPI's description exchange
+            got = parallelizer.allreduce(part, op=lambda a, b: threading.Lock(), **kwargs)
+            outcomes.append(type(got).__name__)
+        except (TypeError, ValueError) as err:  # SerializationError; with out=, a lock is not an array
+            outcomes.append(type(err).__name__)
+        outcomes.append(_in_step(parallelizer))
+    return parallelizer.allgather(outcomes)
+
+
+@pytest.mark.parametrize("into", [False, True], ids=["", "out"])
+def test_a_result_rank_0_cannot_pickle_leaves_no_process_waiting(par, into):
+    """Where rank 0 computes the result for all, all raise; where each computes its own, none sends it."""
+    if par.nprocs == 1:
+        pytest.skip("a group of one combines nothing: op is never called")
+    got = spmd(par, _unpicklable_result_body, into)
+    if par.on_main:
+        assert len({tuple(outcomes) for outcomes in got}) == 1, got  # every process alike
+        outcome = got[0][0]
+        allowed = ("SerializationError", "ValueError") if into else ("SerializationError", "lock")
+        assert outcome in allowed and got[0] == [outcome, True] * 2, got
