@@ -9,6 +9,7 @@ to each process instead. ``map_async``/``imap`` only submit the chunks.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import reprlib
 import threading
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from .._core import checks, progress
 from .outcomes import as_remote_error
 from .session import Job, Session
 from .tasks import WAIT_STEP, Record, Task
+from .turns import short_turns
 
 
 class NoBlock:
@@ -111,7 +113,11 @@ def map_blocking(
 
 
 def _work_and_wait(session: Session, job: Job, records: list[Record], bar: progress.Bar | None) -> None:
-    """Main runs the job's unassigned tasks itself, then waits for the rest (moving the bar)."""
+    """Main runs the job's unassigned tasks itself, then waits for the rest (moving the bar).
+
+    While main computes, the dispatcher thread beside it gets the GIL in short turns
+    (:func:`~parallelizer._pool.turns.short_turns`), so servers are not kept waiting.
+    """
     waiting = list(records)
 
     def advance() -> None:
@@ -124,12 +130,13 @@ def _work_and_wait(session: Session, job: Job, records: list[Record], bar: progr
                 bar.update(record.size)
         waiting = still
 
-    while True:
-        record = session.steal(job)
-        if record is None:
-            break
-        session.run_here(record)
-        advance()
+    with short_turns() if session.link is not None else contextlib.nullcontext():
+        while True:
+            record = session.steal(job)
+            if record is None:
+                break
+            session.run_here(record)
+            advance()
     while waiting:
         tasks = [record.task for record in waiting]
         concurrent.futures.wait(tasks, timeout=WAIT_STEP, return_when=concurrent.futures.FIRST_COMPLETED)

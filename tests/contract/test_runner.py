@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import time
 
@@ -332,3 +333,44 @@ def test_a_bad_result_or_error_from_a_server_leaves_the_session_in_step(par, kin
     result = _run(par, _bad_results_client, kind, os.getpid())
     if par.on_main:
         assert result == [True, [0, 1, 4, 9, 16, 25]] * 2
+
+
+def _interval_seen(x):
+    return os.getpid(), sys.getswitchinterval()
+
+
+def _turns_client(user_interval, parallelizer=None):
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(user_interval)
+    try:
+        seen = parallelizer.map(_interval_seen, range(4 * parallelizer.nprocs), schedule="static")
+        changed = parallelizer.map(_set_interval_on_main, [os.getpid()] * 4, schedule="static")
+        after_change = sys.getswitchinterval()
+        return os.getpid(), seen, after_change, changed
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _set_interval_on_main(main_pid):
+    if os.getpid() == main_pid:
+        sys.setswitchinterval(0.0123)
+    return sys.getswitchinterval()
+
+
+@pytest.mark.parametrize("user_interval", [0.005, 0.0001])
+def test_main_computes_in_short_gil_turns_beside_its_dispatcher(par, user_interval):
+    """While main runs its share of a map beside the dispatcher thread, the switch interval
+    is short (servers get their next chunk without waiting for main's 5 ms turn); afterwards
+    it is what it was, and a shorter one, or one set by the map's own function, is left alone."""
+    from parallelizer._pool.turns import TURN
+
+    result = _run(par, _turns_client, user_interval)
+    if par.on_main:
+        main_pid, seen, after_change, changed = result
+        on_main = [interval for pid, interval in seen if pid == main_pid]
+        assert on_main, "main ran no item of the static map"
+        expected = min(user_interval, TURN) if par.nprocs > 1 else user_interval
+        assert on_main == [pytest.approx(expected, rel=1e-3)] * len(on_main)
+        # the map's function set the interval itself on main: its setting stands
+        assert after_change == pytest.approx(0.0123, rel=1e-3)
+        assert len(changed) == 4
