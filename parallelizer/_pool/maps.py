@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import reprlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import semantics
-from .._core import checks, progress
+from .._core import checks, mapping, progress
 from .outcomes import as_remote_error
 from .session import Job, Session
 from .tasks import WAIT_STEP, Record, Task
@@ -34,14 +33,7 @@ def apply_chunk(func: Callable[..., Any], items: Any, vectorized: bool, star: bo
     """
     if vectorized:
         return func(items) if len(items) else NoBlock
-    results = []
-    for offset, item in enumerate(items):
-        try:
-            results.append(func(*item) if star else func(item))
-        except Exception as exc:
-            exc.add_note(f"(in map item {first + offset}: {reprlib.repr(item)})")
-            raise
-    return results
+    return mapping.apply_items(func, items, first, 0, star)
 
 
 def chunk_records(

@@ -390,6 +390,28 @@ def test_a_failing_map_item_is_named(par):
         assert "ZeroDivisionError" in result and "map item 13: 13" in result, result
 
 
+def _failing_pool_items_client(parallelizer=None):
+    pool, found = parallelizer.pool(), []
+    for call in (
+        lambda: pool.starmap(divmod, [(x, x - 13) for x in range(20)]),
+        lambda: pool.map(lambda x: 1 // int(x - 5), np.arange(9)),
+    ):
+        try:
+            call()
+            found.append("no error")
+        except RemoteError as err:
+            found.append(str(err))
+    return found
+
+
+def test_a_failing_starmap_or_array_item_is_named(par):
+    result = _run(par, _failing_pool_items_client)
+    if par.on_main:
+        starred, array = result
+        assert "ZeroDivisionError" in starred and "map item 13: (13, 0)" in starred, starred
+        assert "ZeroDivisionError" in array and "map item 5: np.int64(5)" in array, array
+
+
 # ---------------------------------------------------------------- the client never travels
 
 
