@@ -86,10 +86,14 @@ def map_blocking(
     try:
         if schedule == "static":
             bounds = semantics.block_bounds(len(data), 1 + len(ranks))
-            records = chunk_records(session, func, data, bounds, vectorized, star, None)
-            for record, rank in zip(records[1:], ranks, strict=True):
+            # the servers' blocks first: each leaves while the next is sealed, and main's own last
+            served = []
+            for bound, rank in zip(bounds[1:], ranks, strict=True):
+                (record,) = chunk_records(session, func, data, [bound], vectorized, star, None)
                 record.pinned = rank
                 session.submit(record)
+                served.append(record)
+            records = chunk_records(session, func, data, bounds[:1], vectorized, star, None) + served
             job = Job(records[:1])
         else:
             chunks = list(semantics.dynamic_chunks(len(data), 1 + len(ranks), chunksize))
