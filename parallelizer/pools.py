@@ -122,7 +122,8 @@ class PoolCalls(PoolInterface):
         for record in records:
             session.submit(record)
         mine = Task()
-        run_on_main(mine, local)
+        with session.working_beside():
+            run_on_main(mine, local)
         return [mine] + [record.task for record in records]
 
     # ------------------------------------------------------------------ every process, or one
@@ -224,7 +225,8 @@ class PoolCalls(PoolInterface):
             session.request(rank, lambda request: m.Keep(request, number, payload, build=True)) for rank in self._ranks
         ]
         mine = Task()
-        run_on_main(mine, local)
+        with session.working_beside():
+            run_on_main(mine, local)
         try:
             session.store.objects[number] = maps.results([mine])[0]
         except BaseException:

@@ -9,7 +9,6 @@ to each process instead. ``map_async``/``imap`` only submit the chunks.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,7 +18,6 @@ from .._core import checks, mapping, progress
 from .outcomes import as_remote_error
 from .session import Job, Session
 from .tasks import WAIT_STEP, Record, Task
-from .turns import short_turns
 
 
 class NoBlock:
@@ -112,7 +110,7 @@ def _work_and_wait(session: Session, job: Job, records: list[Record], bar: progr
     """Main runs the job's unassigned tasks itself, then waits for the rest (moving the bar).
 
     While main computes, the dispatcher thread beside it gets the GIL in short turns
-    (:func:`~parallelizer._pool.turns.short_turns`), so servers are not kept waiting.
+    (:meth:`Session.working_beside`), so servers are not kept waiting.
     """
     waiting = list(records)
 
@@ -126,7 +124,7 @@ def _work_and_wait(session: Session, job: Job, records: list[Record], bar: progr
                 bar.update(record.size)
         waiting = still
 
-    with short_turns() if session.link is not None else contextlib.nullcontext():
+    with session.working_beside():
         while True:
             record = session.steal(job)
             if record is None:

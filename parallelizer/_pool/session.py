@@ -26,6 +26,7 @@ the tasks one at a time, so ``submit`` returns at once there too.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import threading
 import uuid
@@ -43,6 +44,7 @@ from .link import Link, Waker
 from .objects import Store, seal
 from .outcomes import run_on_main
 from .tasks import LocalCall, Record, Task
+from .turns import short_turns
 
 
 class Job:
@@ -298,6 +300,14 @@ class Session(Dispatcher):
         self.waker.wake()
 
     # ------------------------------------------------------------------ running tasks on main
+
+    def working_beside(self) -> contextlib.AbstractContextManager[None]:
+        """Where main computes while this session's dispatcher thread feeds the servers.
+
+        The dispatcher then gets the GIL in short turns (:func:`~parallelizer._pool.turns.short_turns`),
+        so a server is not kept waiting for main's; without servers nothing changes.
+        """
+        return short_turns() if self.link is not None else contextlib.nullcontext()
 
     def run_here(self, record: Record) -> None:
         """Runs a task on main, in the calling thread; its outcome goes to its task."""

@@ -342,11 +342,15 @@ def _interval_seen(x):
 def _turns_client(user_interval, parallelizer=None):
     before = sys.getswitchinterval()
     sys.setswitchinterval(user_interval)
+    user_interval = sys.getswitchinterval()  # as the interpreter keeps it (whole microseconds)
     try:
         seen = parallelizer.map(_interval_seen, range(4 * parallelizer.nprocs), schedule="static")
+        after_map = sys.getswitchinterval()
+        applied = parallelizer.apply(_interval_seen, 0)
+        after_apply = sys.getswitchinterval()
         changed = parallelizer.map(_set_interval_on_main, [os.getpid()] * 4, schedule="static")
         after_change = sys.getswitchinterval()
-        return os.getpid(), seen, after_change, changed
+        return os.getpid(), user_interval, seen + applied, (after_map, after_apply), after_change, changed
     finally:
         sys.setswitchinterval(before)
 
@@ -357,20 +361,22 @@ def _set_interval_on_main(main_pid):
     return sys.getswitchinterval()
 
 
-@pytest.mark.parametrize("user_interval", [0.005, 0.0001])
+@pytest.mark.parametrize("user_interval", [0.005, 0.0071, 0.0001])
 def test_main_computes_in_short_gil_turns_beside_its_dispatcher(par, user_interval):
-    """While main runs its share of a map beside the dispatcher thread, the switch interval
-    is short (servers get their next chunk without waiting for main's 5 ms turn); afterwards
-    it is what it was, and a shorter one, or one set by the map's own function, is left alone."""
+    """While main runs its share of a map or an apply beside the dispatcher thread, the switch
+    interval is short (servers get their next chunk without waiting for main's 5 ms turn);
+    afterwards it is exactly what it was, and a shorter one, or one set by the map's own
+    function, is left alone."""
     from parallelizer._pool.turns import TURN
 
     result = _run(par, _turns_client, user_interval)
     if par.on_main:
-        main_pid, seen, after_change, changed = result
+        main_pid, user_interval, seen, after, after_change, changed = result
         on_main = [interval for pid, interval in seen if pid == main_pid]
-        assert on_main, "main ran no item of the static map"
+        assert len(on_main) >= 2, "main ran no item of the static map, or not its apply"
         expected = min(user_interval, TURN) if par.nprocs > 1 else user_interval
         assert on_main == [pytest.approx(expected, rel=1e-3)] * len(on_main)
+        assert after == (user_interval, user_interval)
         # the map's function set the interval itself on main: its setting stands
         assert after_change == pytest.approx(0.0123, rel=1e-3)
         assert len(changed) == 4
