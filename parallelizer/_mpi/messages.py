@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from .._core import codec as _codec
@@ -61,35 +62,39 @@ def writable(view: memoryview) -> memoryview:
     return view if not view.readonly else memoryview(bytearray(view))
 
 
-def _chunks(nbytes: int) -> range:
-    return range(0, nbytes, CHUNK)
+def _pieces(view: memoryview) -> Sequence[memoryview]:
+    """The slices of ``view`` that one MPI call each moves: ``CHUNK`` bytes at most, none for no bytes."""
+    nbytes = view.nbytes
+    if nbytes <= CHUNK:  # the usual case: the view itself, not sliced
+        return (view,) if nbytes else ()
+    return [view[start : start + CHUNK] for start in range(0, nbytes, CHUNK)]
 
 
 def send_bytes(comm: Any, view: memoryview, dest: int, tag: int) -> None:
     """Sends a byte view in chunks of at most ``CHUNK`` bytes."""
-    MPI = _mpi()
-    for start in _chunks(view.nbytes):
-        comm.Send([view[start : start + CHUNK], MPI.BYTE], dest, tag)
+    byte = _mpi().BYTE
+    for piece in _pieces(view):
+        comm.Send([piece, byte], dest, tag)
 
 
 def isend_bytes(comm: Any, view: memoryview, dest: int, tag: int) -> list[Any]:
     """Like :func:`send_bytes`, without waiting: the requests to complete later."""
-    MPI = _mpi()
-    return [comm.Isend([view[start : start + CHUNK], MPI.BYTE], dest, tag) for start in _chunks(view.nbytes)]
+    byte = _mpi().BYTE
+    return [comm.Isend([piece, byte], dest, tag) for piece in _pieces(view)]
 
 
 def recv_bytes(comm: Any, view: memoryview, source: int, tag: int) -> None:
     """Receives into a byte view what :func:`send_bytes` sent."""
-    MPI = _mpi()
-    for start in _chunks(view.nbytes):
-        comm.Recv([view[start : start + CHUNK], MPI.BYTE], source, tag)
+    byte = _mpi().BYTE
+    for piece in _pieces(view):
+        comm.Recv([piece, byte], source, tag)
 
 
 def bcast_bytes(comm: Any, view: memoryview, root: int) -> None:
     """Broadcasts a byte view in chunks of at most ``CHUNK`` bytes."""
-    MPI = _mpi()
-    for start in _chunks(view.nbytes):
-        comm.Bcast([view[start : start + CHUNK], MPI.BYTE], root)
+    byte = _mpi().BYTE
+    for piece in _pieces(view):
+        comm.Bcast([piece, byte], root)
 
 
 def _sizes(encoded: _codec.Encoded) -> bytes:

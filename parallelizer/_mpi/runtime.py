@@ -35,6 +35,7 @@ _THREAD_LEVELS = {
 }
 _MPI: Any = None  # the mpi4py.MPI module, once imported
 _owe_init = False  # imported by us with MPI_Init held back: load() still has to initialize
+_ready: Any = None  # the module once load() has initialized MPI (its fast path)
 
 
 def _import() -> Any:
@@ -82,7 +83,9 @@ def load() -> Any:
             how to install it.
         LaunchMismatchError: This process was started by another MPI's launcher.
     """
-    global _owe_init
+    global _owe_init, _ready
+    if _ready is not None:  # every call after the first (collectives call this on their way)
+        return _ready
     MPI = _import()
     if _owe_init:
         preflight()
@@ -96,6 +99,7 @@ def load() -> Any:
             if launcher.detect(env.launcher_variables()) is None and library_family() == "openmpi":
                 leftovers.remove_singleton_segment()
         _owe_init = False
+    _ready = MPI
     return MPI
 
 
