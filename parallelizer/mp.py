@@ -306,11 +306,9 @@ class MultiprocessingParallelizer(Parallelizer):
     def _reduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], root: int, out: Any) -> Any:
         if not self._together():
             return super()._reduce_into(obj, op, func, root, out)
-        parts = self._gather_list(obj, root)
-        if parts is None:  # off root the result is None: out is ignored, but this process agrees too
-            self._agreement("reduce")(None)
-            return outbuf.Written(None)
-        return into.fold_into(parts, op, func, out, self._agreement("reduce"), "reduce")
+        if self.id != root:  # off root the result is None: out is ignored, but this process agrees too
+            return into.gather_part(self._ep(), obj, root, self._agreement("reduce"))
+        return into.reduce_root(self._ep(), obj, root, op, func, out, self._agreement("reduce"))
 
     def _allreduce_into(self, obj: Any, op: object, func: Callable[[Any, Any], Any], out: Any) -> Any:
         if not self._together():

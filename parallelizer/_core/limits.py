@@ -39,6 +39,11 @@ threads (one ``process_vm_readv`` runs below memory bandwidth: on a 2-core
 VM, 16 MiB took 1.10 ms in one call and 0.63 ms in two threads, against
 0.74 ms for a memcpy)."""
 
+FOLD_PIECE = 512 << 10
+"""Multiprocessing ``reduce(out=)``: root reads the other parts this many bytes at a
+time, each straight into one small scratch array, and folds the piece into
+``out`` at once (no array of a part's size; the piece is still in cache)."""
+
 PULL_PIECES_MAX = 4
 """Multiprocessing: the most pieces one pull is split into (fewer with fewer CPUs)."""
 

@@ -29,15 +29,18 @@ every process if any verdict is not ``None``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import semantics
 from .._core import checks, memory, outbuf
 from .._core.codec import raw_bytes
-from .._core.limits import PARALLEL_COPY_MIN
+from .._core.limits import FOLD_PIECE, PARALLEL_COPY_MIN
 from .._core.tags import CollTag
+from .._core.transport import receive_all
 from . import collectives, wire
+from .channel import Incoming
 from .endpoint import Endpoint
 from .rendezvous import PendingSend
 
@@ -179,6 +182,116 @@ def fold_into(parts: list[Any], op: object, func: Callable[[Any, Any], Any], out
     for part in parts[2:]:
         ufunc(out, part, out=out)
     return outbuf.Written(out)
+
+
+def reduce_root(
+    endpoint: Endpoint, obj: Any, root: int, op: object, func: Callable[[Any, Any], Any], out: Any, agree: Agree
+) -> Any:
+    """``reduce(out=)`` on root: the other parts are read a piece at a time and folded straight into ``out``.
+
+    The others send with :func:`gather_part`. Where :func:`fold_into` would
+    use a ufunc (arrays of one dtype and shape, a named op) and this process
+    may read the senders' memory, no array of a part's size is made: every
+    :data:`FOLD_PIECE` bytes of a part are read into one small scratch array
+    and folded into the same piece of ``out`` at once, the parts in rank
+    order (the values :func:`semantics.fold` gives). Anything else is
+    received whole, then folded by :func:`fold_into`. ``Written``.
+    """
+    ranks = range(endpoint.nprocs)
+    incoming = {
+        rank: endpoint.receive(rank, wire.Kind.COLL, CollTag.GATHER, "reduce", lazy=True)
+        for rank in ranks
+        if rank != root
+    }
+    metas = [semantics.array_meta(obj) if rank == root else incoming[rank].array_meta() for rank in ranks]
+    ufunc = None if out is None or len(metas) < 2 else _ufunc(op, *metas)
+    if ufunc is None or not all(inc.c_order for inc in incoming.values()):
+        parts = receive_all(ranks, lambda rank: obj if rank == root else collectives.value(endpoint, incoming[rank]))
+        return fold_into(parts, op, func, out, agree, "reduce")
+    meta = metas[root]
+    assert meta is not None
+    try:
+        agree(outbuf.unfit(out, meta.shape, meta.dtype))
+    except BaseException:
+        for inc in incoming.values():  # never read: their senders may go on
+            endpoint.rendezvous.release(inc)
+        raise
+    own = outbuf.apart(obj, out)
+    sources: list[Any] = [
+        (own if own.flags.c_contiguous else own.copy()).reshape(-1) if rank == root else incoming[rank]
+        for rank in ranks
+    ]
+    for index, source in enumerate(sources):
+        if type(source) is Incoming and not endpoint.rendezvous.readable(source):  # here already, or streamed
+            sources[index] = collectives.value(endpoint, source).reshape(-1)
+    _fold_pieces(endpoint, sources, ufunc, out)
+    return outbuf.Written(out)
+
+
+def _fold_pieces(endpoint: Endpoint, sources: list[Any], ufunc: Any, out: Any) -> None:
+    """``out`` = ``sources[0]`` op ``sources[1]`` op ..., a piece at a time.
+
+    A source is a flat array or a lazy message read piece by piece; every
+    such message's sender is released at the end, also after an error.
+    """
+    rendezvous = endpoint.rendezvous
+    flat = out.reshape(-1)
+    itemsize = out.dtype.itemsize
+    step = max(1, FOLD_PIECE // itemsize)
+    scratch = _scratch(out.dtype, min(step, flat.size))
+    reading = {index: None for index, source in enumerate(sources) if type(source) is Incoming}
+    errors: dict[int, OSError | None] = dict(reading)
+
+    def piece(index: int, start: int, stop: int, into: Any) -> Any:
+        source = sources[index]
+        if index not in reading:
+            return source[start:stop]
+        error = rendezvous.read_piece(source, start * itemsize, into)
+        if error is None:
+            return into
+        if not rendezvous.refused(error):
+            errors[index] = error
+            raise _ReadFailed
+        # this process may not read the sender's memory: it streams the whole part instead
+        del reading[index], errors[index]
+        whole = memory.empty((flat.size,), out.dtype)
+        endpoint.pull_into([source], [raw_bytes(whole)], what="reduce")
+        sources[index] = whole
+        return whole[start:stop]
+
+    try:
+        for start in range(0, flat.size, step):
+            stop = min(start + step, flat.size)
+            target, spare = flat[start:stop], scratch[: stop - start]
+            ufunc(piece(0, start, stop, target), piece(1, start, stop, spare), out=target)
+            for index in range(2, len(sources)):
+                ufunc(target, piece(index, start, stop, spare), out=target)
+    except _ReadFailed:
+        pass  # the wait below raises what the failed read means (a dead sender, an abandoned run)
+    finally:
+        for index in reading:
+            rendezvous.pieces_read(sources[index], errors[index])
+    incs = [sources[index] for index in reading]
+    endpoint.wait(lambda: all(inc.ready for inc in incs), [inc.source for inc in incs], "reduce()")
+    if any(error is not None for error in errors.values()):
+        raise RuntimeError("reduce(): a part could not be read from its sender")  # (the wait raises first)
+
+
+_scratches = threading.local()
+
+
+def _scratch(dtype: Any, count: int) -> Any:
+    """``count`` items of ``dtype`` (at most :data:`FOLD_PIECE` bytes) in memory each thread keeps for this."""
+    import numpy
+
+    buffer = getattr(_scratches, "buffer", None)
+    if buffer is None:
+        buffer = _scratches.buffer = bytearray(FOLD_PIECE)
+    return numpy.frombuffer(buffer, dtype=dtype, count=count)
+
+
+class _ReadFailed(Exception):
+    """A piece could not be read from its sender (``_fold_pieces``)."""
 
 
 def allreduce_pair(

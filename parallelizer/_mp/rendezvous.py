@@ -187,6 +187,36 @@ class Rendezvous:
         for job, error in zip(jobs, outcomes, strict=True):
             self._after_pull(job[0], [job[1]], error)
 
+    def readable(self, inc: Incoming) -> bool:
+        """Whether :meth:`read_piece` may read the single buffer of lazy message ``inc`` from its sender."""
+        descs = inc.frame.descs
+        return len(descs) == 1 and descs[0][0] == wire.MODE_CMA and not inc.ready and self._may_pull(inc.source)
+
+    def read_piece(self, inc: Incoming, offset: int, target: Any) -> OSError | None:
+        """Reads bytes ``[offset, offset + len(target))`` of ``inc``'s buffer into ``target``; the error, if any.
+
+        For messages :meth:`readable` accepts; :meth:`pieces_read` ends the pull.
+        """
+        _, size, address = inc.frame.descs[0]
+        nbytes = raw_bytes(target).nbytes
+        if offset < 0 or offset + nbytes > size:
+            raise ValueError(f"bytes {offset}..{offset + nbytes} are beyond the {size} announced")
+        return self._try_read(inc.source, address + offset, address_of(target), nbytes)
+
+    @staticmethod
+    def refused(error: OSError | None) -> bool:
+        """Whether a read failed because the kernel does not let this process read the sender's memory."""
+        return error is not None and error.errno in cma.REFUSED
+
+    def pieces_read(self, inc: Incoming, error: OSError | None) -> None:
+        """Ends a pull made of :meth:`read_piece` calls: the sender may go on (``error``: why a read failed).
+
+        Not for a refusal (:meth:`refused`): the caller pulls that buffer whole
+        instead (:meth:`pull_into` then asks the sender to stream it).
+        """
+        assert not self.refused(error)
+        self._after_pull(inc, [None], error)
+
     def on_bufdata(self, source: int, token: int) -> None:
         """The streamed buffers of ``source``'s frame ``token`` have arrived."""
         inc = self.awaiting.pop((source, token))

@@ -295,8 +295,8 @@ def _big_calls(parallelizer, rows):
     return checks
 
 
-def _allocating(call, *args):
-    """``call(*args)`` and the sizes of the arrays of 64 KiB and more this process allocated meanwhile."""
+def _allocating(call, *args, **kwargs):
+    """``call(*args, **kwargs)`` and the sizes of the arrays of 64 KiB and more this process allocated meanwhile."""
     from parallelizer._core import memory
 
     taken = []
@@ -310,7 +310,7 @@ def _allocating(call, *args):
 
     memory.empty = recording
     try:
-        return call(*args), taken
+        return call(*args, **kwargs), taken
     finally:
         memory.empty = empty
 
@@ -340,10 +340,11 @@ def _big_reductions_body(parallelizer):
         want = parallelizer.allreduce(mine, op=op)
         out = _fresh(mine.shape)
         checks.append(parallelizer.allreduce(mine, op=op, out=out) is out and np.array_equal(out, want))
-        want = parallelizer.reduce(mine, op=op)  # (MPI may add in another order than its allreduce)
-        out = _fresh(mine.shape) if main else None
-        got = parallelizer.reduce(mine, op=op, out=out)
-        checks.append(got is out and np.array_equal(out, want) if main else got is None)
+        for root in (0, n - 1):  # (MPI may add in another order than its allreduce)
+            want = parallelizer.reduce(mine, op=op, root=root)
+            out = _fresh(mine.shape) if me == root else None
+            got = parallelizer.reduce(mine, op=op, root=root, out=out)
+            checks.append(got is out and np.array_equal(out, want) if me == root else got is None)
     same = mine.copy()
     checks.append(parallelizer.allreduce(same, out=same) is same and np.array_equal(same, parallelizer.allreduce(mine)))
     mixed = mine.astype(np.float32) if me == n - 1 and n > 1 else mine  # dtypes differ: the result is float64
@@ -353,7 +354,7 @@ def _big_reductions_body(parallelizer):
 
 
 def test_reductions_of_large_arrays_into_out_give_the_same_values(par):
-    _every_check_passes(par, _big_reductions_body, 10)
+    _every_check_passes(par, _big_reductions_body, 14)
 
 
 def _allreduce_allocation_body(parallelizer):
@@ -372,6 +373,38 @@ def test_allreduce_into_out_allocates_no_array_off_rank_0(par):
         for rank, (right, taken) in enumerate(got):
             assert right, f"rank {rank}"
             assert rank == 0 or taken == [], f"rank {rank} allocated arrays of {taken} bytes"
+
+
+def _reduce_allocation_body(parallelizer):
+    n, me = parallelizer.nprocs, parallelizer.id
+    mine = np.full((BIG // 1024, 128), me + 1.0)
+    results = []
+    for root in sorted({0, n - 1}):
+        out = _fresh(mine.shape) if me == root else None
+        parallelizer.reduce(mine, root=root, out=out)  # first call: whatever a transport sets up once
+        for op, want in (("sum", n * (n + 1) / 2), ("max", n)):
+            got, taken = _allocating(parallelizer.reduce, mine, op, root, out=out)
+            right = got is out and bool((out == want).all()) if me == root else got is None
+            results.append((root, op, right, taken))
+    return parallelizer.allgather(results)
+
+
+def test_reduce_into_out_allocates_no_array(par, request):
+    """Root folds the others' parts into ``out`` as it reads them: no array of a part's size, on any process.
+
+    Where root may not read the senders' memory (streamed transports), each
+    part streams whole into a new array first: at most one part per sender.
+    """
+    streams = any(variant in request.node.callspec.id for variant in ("stream", "nack"))
+    got = spmd(par, _reduce_allocation_body)
+    if par.on_main:
+        for rank, results in enumerate(got):
+            for root, op, right, taken in results:
+                assert right, f"rank {rank}, root {root}, {op}"
+                if streams and rank == root:
+                    assert len(taken) <= par.nprocs - 1 and set(taken) <= {BIG}, f"root {root} allocated {taken}"
+                else:
+                    assert taken == [], f"rank {rank} (root {root}, {op}) allocated arrays of {taken} bytes"
 
 
 def _bad_big_out_body(kind, call, parallelizer):
