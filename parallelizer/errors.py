@@ -209,11 +209,19 @@ class SerializationError(ParallelizerError, TypeError):
     The message says which object (``the object sent to rank 2``, ``func``
     of ``run()``, ...) and why. When sending, it is raised before anything is
     sent; when receiving, the message has been taken, so the sender and the
-    receiver stay in step. A subclass of ``TypeError``.
+    receiver stay in step. In a collective, a process that cannot pickle
+    what it must send (its part of ``gather``, ``allgather``, ``reduce``,
+    ``allreduce``; root's blocks of ``scatter``; root's object of
+    ``broadcast``) sends a refusal in its place: it raises once it has done
+    the rest of its share, and so does every process that would have
+    received it, so catching the error leaves the group in step. A
+    subclass of ``TypeError``.
 
     Attributes:
-        rank: The rank whose message could not be unpickled here, or ``None``
-            (an object this process could not pickle).
+        rank: The rank whose message could not be unpickled here, or which
+            could not pickle its part of a collective (the message starts
+            ``rank 2:``); ``None``: an object this process could not pickle,
+            of which nothing was sent.
 
     Example:
         >>> import threading
@@ -265,7 +273,10 @@ class RemoteSerializationError(RemoteError, TypeError):
         >>> import threading
         >>> from parallelizer import MultiprocessingParallelizer
         >>> def job(parallelizer):
-        ...     return parallelizer.gather(threading.Lock() if parallelizer.id == 1 else 0)
+        ...     if parallelizer.id == 1:
+        ...         parallelizer.send(threading.Lock(), dest=0)
+        ...     elif parallelizer.on_main:
+        ...         return parallelizer.recv(source=1)
         >>> try:
         ...     MultiprocessingParallelizer(nprocs=2).run(job)
         ... except TypeError as err:

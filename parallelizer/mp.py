@@ -319,11 +319,13 @@ class MultiprocessingParallelizer(Parallelizer):
             what = self._caller or "allreduce()"
             return into.allreduce_pair(endpoint, outbuf.apart(obj, out), op, func, out, agree, what)
         # rank 0 computes the result, which every process pulls into its out
+        outcome = self._reduced_on_0(obj, func)
         try:
-            got = into.bcast(endpoint, self._reduced_on_0(obj, func), 0, out, agree, "allreduce")
+            got = into.bcast(endpoint, outcome, 0, out, agree, "allreduce")
         except SerializationError as exc:  # a result rank 0 cannot pickle (what a callable op returned)
             self._refuse_unpicklable(exc, 0)
             raise
+        checks.refused(outcome)  # (elsewhere: this process's own part, refused; see _on_0)
         checks.refused(got)
         return got
 

@@ -214,17 +214,32 @@ def test_unpicklable_broadcast_names_what_failed(par3):
     assert_usable(par3)
 
 
-def _gather_lock(parallelizer):
-    return parallelizer.gather(threading.Lock() if parallelizer.id == 2 else 1)
+def _send_lock(parallelizer):
+    if parallelizer.id == 2:
+        parallelizer.send(threading.Lock(), dest=0)
+    elif parallelizer.on_main:
+        return parallelizer.recv(source=2)
 
 
 def test_unpicklable_object_on_a_worker(par3):
     with pytest.raises(TypeError) as info:  # a SerializationError is a TypeError, also from a worker
-        par3.run(_gather_lock)
+        par3.run(_send_lock)
     assert type(info.value) is RemoteSerializationError and isinstance(info.value, RemoteError)
     assert info.value.rank == 2 and info.value.exc_type == "parallelizer.errors.SerializationError"
     assert isinstance(info.value.__cause__, SerializationError)
-    assert "the object gathered" in str(info.value)
+    assert "the object sent to rank 0" in str(info.value)
+    assert_usable(par3)
+
+
+def _gather_lock(parallelizer):
+    return parallelizer.gather(threading.Lock() if parallelizer.id == 2 else 1)
+
+
+def test_unpicklable_part_of_a_worker_is_raised_on_main_too(par3):
+    """The worker sends a refusal in its part's place: main, which receives it, raises the same error."""
+    with pytest.raises(SerializationError, match="rank 2: cannot pickle the object gathered") as info:
+        par3.run(_gather_lock)
+    assert info.value.rank == 2 and "lock" in str(info.value)
     assert_usable(par3)
 
 
@@ -244,7 +259,7 @@ def test_unpicklable_map_result(par3):
         data = list(range(6)) if parallelizer.on_main else None
         return parallelizer.map(lambda x: threading.Lock() if x == 5 else x, data)
 
-    with pytest.raises(RemoteError, match="cannot pickle"):
+    with pytest.raises(SerializationError, match="rank 2: cannot pickle"):  # (its block's results, on main too)
         par3.run(body)
     assert_usable(par3)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable, Mapping, Set, Sized
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import semantics
 from ..errors import CombineError, SerializationError
@@ -216,7 +216,7 @@ class Refusal:
     def __reduce__(self) -> tuple[Any, ...]:
         return (Refusal, (_portable(self.error),))
 
-    def raise_it(self) -> None:
+    def raise_it(self) -> NoReturn:
         """Raises the error (a fresh copy on every process that received it), as it travels: the same everywhere."""
         portable = _portable(self.error)
         if portable is self.error:

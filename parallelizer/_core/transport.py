@@ -162,18 +162,33 @@ class Transport(abc.ABC):
         return self._recv(root, CollTag.BCAST, Space.COLL)
 
     def _scatter(self, data: Any, bounds: list[tuple[int, int]] | None, root: int) -> Any:
-        """This process's block; on root ``bounds`` is ``None`` when ``data`` is a :class:`Refusal`."""
+        """This process's block; on root ``bounds`` is ``None`` when ``data`` is a :class:`Refusal`.
+
+        A block root cannot pickle goes as a refusal (:func:`refused_part`);
+        root raises it once every block has gone.
+        """
         if self.id == root:
             refusal = bounds is None
+            unpicklable: checks.Refusal | None = None
             for rank in self._others(root):
                 block = data if refusal else semantics.take_block(data, *bounds[rank])  # type: ignore[index]
-                self._send(block, rank, CollTag.SCATTER, Space.COLL)
+                try:
+                    self._send(block, rank, CollTag.SCATTER, Space.COLL)
+                except SerializationError as exc:
+                    unpicklable = unpicklable or refused_part(exc, root)
+                    self._send(unpicklable, rank, CollTag.SCATTER, Space.COLL)
+            checks.refused(unpicklable)
             return data if refusal else semantics.root_block(data, *bounds[root])  # type: ignore[index]
         return self._recv(root, CollTag.SCATTER, Space.COLL)
 
     def _gather_list(self, obj: Any, root: int) -> list[Any] | None:
         if self.id != root:
-            self._send(obj, root, CollTag.GATHER, Space.COLL)
+            try:
+                self._send(obj, root, CollTag.GATHER, Space.COLL)
+            except SerializationError as exc:  # a refusal goes in its place
+                refusal = refused_part(exc, self.id)
+                self._send(refusal, root, CollTag.GATHER, Space.COLL)
+                refusal.raise_it()
             return None
         return receive_all(
             range(self.nprocs), lambda rank: obj if rank == root else self._recv(rank, CollTag.GATHER, Space.COLL)
@@ -201,12 +216,18 @@ class Transport(abc.ABC):
         """``compute(gather())`` on rank 0; ``gather()`` alone elsewhere (it sends), which gives ``None``.
 
         A ``TypeError`` or ``ValueError`` only rank 0 meets (a part it cannot
-        unpickle, values it cannot combine) comes back as a
-        :class:`~parallelizer.checks.Refusal` for every process to raise, so
-        the others never wait for a result that will not come.
+        unpickle, values it cannot combine, a part another process could not
+        pickle) comes back as a :class:`~parallelizer.checks.Refusal` for
+        every process to raise, so the others never wait for a result that
+        will not come. Elsewhere, a part this process could not pickle comes
+        back as the refusal it sent instead, for it to raise once it has
+        rank 0's outcome.
         """
         if self.id != 0:
-            gather()
+            try:
+                gather()
+            except SerializationError as exc:  # its part went as a refusal (refused_part): kept for later
+                return checks.Refusal(exc)
             return None
         try:
             gathered = gather()
@@ -217,15 +238,18 @@ class Transport(abc.ABC):
     def _bcast_outcome(self, outcome: Any) -> Any:
         """Rank 0's ``outcome`` (:meth:`_on_0`) on every process; a refusal is raised everywhere.
 
-        So is an outcome rank 0 cannot pickle (say, what a callable ``op`` returned).
+        So is an outcome rank 0 cannot pickle (say, what a callable ``op``
+        returned). A process whose own part went as a refusal (its outcome)
+        raises its own error once it has rank 0's.
         """
         try:
-            outcome = self._bcast(outcome, 0)
+            got = self._bcast(outcome, 0)
         except SerializationError as exc:
             self._refuse_unpicklable(exc, 0)
             raise
         checks.refused(outcome)
-        return outcome
+        checks.refused(got)
+        return got
 
     def _refuse_unpicklable(self, error: SerializationError, root: int) -> None:
         """Root could not pickle its object, so it sent nothing: the others get the error in its place.
@@ -272,19 +296,53 @@ def receive_all(ranks: Iterable[int], receive: Callable[[int], Any]) -> list[Any
 
     A message that cannot be unpickled has still been taken, so going on
     with the others (and only then raising the first such error) leaves
-    every process in step.
+    every process in step. So has a part that came as a refusal
+    (:func:`refused_part`): its error is raised the same way.
 
     Raises:
-        SerializationError: The first message that could not be unpickled.
+        SerializationError: The first message that could not be unpickled,
+            or the first part its process could not pickle, in rank order.
     """
     values: list[Any] = []
-    error: SerializationError | None = None
+    error: Exception | None = None
     for rank in ranks:
         try:
-            values.append(receive(rank))
+            value = receive(rank)
         except SerializationError as exc:
             error = error or exc
-            values.append(None)
+            value = None
+        else:
+            if type(value) is checks.Refusal:  # (also this process's own part, when it was refused)
+                error = error or value.error
+        values.append(value)
     if error is not None:
         raise error
     return values
+
+
+def refused_part(error: SerializationError, rank: int) -> checks.Refusal:
+    """What ``rank`` sends in place of the part of a collective it could not pickle (``error``).
+
+    A process that cannot pickle what it must send (its own part; root's
+    block of ``scatter``) sends this refusal instead, does the rest of its
+    share, then raises its error; every process that receives the refusal
+    raises it too, once it has taken the call's other messages
+    (:func:`receive_all`). The error names ``rank``, in its message and as
+    its ``rank`` (not ``None``: something was sent).
+
+    Example:
+        >>> refusal = refused_part(SerializationError("cannot pickle the object gathered (lock ...)"), 2)
+        >>> refusal.raise_it()
+        Traceback (most recent call last):
+        ...
+        parallelizer.errors.SerializationError: rank 2: cannot pickle the object gathered (lock ...)
+    """
+    named = SerializationError(f"rank {rank}: {error}", rank)
+    named.__cause__ = error
+    return checks.Refusal(named)
+
+
+def refused_parts(parts: Iterable[Any]) -> None:
+    """Raises the error of the first of ``parts`` (in rank order) that came as a refusal (:func:`refused_part`)."""
+    for part in parts:
+        checks.refused(part)

@@ -39,15 +39,16 @@ cost more.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from .. import semantics
-from .._core import memory, outbuf
-from .._core.codec import raw_bytes
+from .._core import checks, memory, outbuf
+from .._core.codec import encode, raw_bytes
 from .._core.limits import PARALLEL_COPY_MIN
 from .._core.tags import CollTag
-from .._core.transport import receive_all
+from .._core.transport import receive_all, refused_part, refused_parts
+from ..errors import SerializationError
 from . import wire
 from .channel import Incoming
 from .endpoint import Endpoint
@@ -76,32 +77,50 @@ def scatter(endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]] | None,
 
 def refuse(endpoint: Endpoint, refusal: Any, root: int, tag: int) -> Any:
     """Sends root's refusal to every other process in place of what they wait for; returns it."""
-    endpoint.send_all(refusal, all_but(endpoint, root), wire.Kind.COLL, tag, "a refusal")
+    return refuse_part(endpoint, refusal, all_but(endpoint, root), tag)
+
+
+def refuse_part(
+    endpoint: Endpoint, refusal: checks.Refusal | SerializationError, dests: Collection[int], tag: int
+) -> checks.Refusal:
+    """Sends a refusal to ``dests`` in place of what they wait for; returns it.
+
+    ``refusal`` is a :class:`checks.Refusal`, or the ``SerializationError``
+    met pickling what this process had to send (its own part): then
+    :func:`refused_part` makes the refusal.
+    """
+    if not isinstance(refusal, checks.Refusal):
+        refusal = refused_part(refusal, endpoint.rank)
+    endpoint.send_all(refusal, dests, wire.Kind.COLL, tag, "a refusal")
     return refusal
 
 
 def post_blocks(
     endpoint: Endpoint, data: Any, bounds: list[tuple[int, int]], root: int, lazy: bool = False
 ) -> list[PendingSend]:
-    """Announces every other process's block of root's ``data`` (views, no copy); what :meth:`wait_sent` waits for."""
+    """Announces every other process's block of root's ``data`` (views, no copy); what :meth:`wait_sent` waits for.
+
+    Every block is pickled before any is sent: if one cannot be, every other
+    process gets a refusal instead (:func:`refuse_part`), and root raises it.
+    """
+    others = all_but(endpoint, root)
+    try:
+        blocks = [encode(semantics.take_block(data, *bounds[rank]), f"block {rank} of scatter") for rank in others]
+    except SerializationError as exc:
+        refuse_part(endpoint, exc, others, CollTag.SCATTER).raise_it()
     return [
-        endpoint.post(
-            semantics.take_block(data, *bounds[rank]),
-            (rank,),
-            wire.Kind.COLL,
-            CollTag.SCATTER,
-            f"block {rank} of scatter",
-            lazy=lazy,
-        )
-        for rank in range(endpoint.nprocs)
-        if rank != root
+        endpoint.post(None, (rank,), wire.Kind.COLL, CollTag.SCATTER, "a block of scatter", lazy=lazy, encoded=block)
+        for rank, block in zip(others, blocks, strict=True)
     ]
 
 
 def gather(endpoint: Endpoint, obj: Any, root: int) -> Any:
     """``gather`` over ``endpoint``; root runs its copies side by side in the endpoint's threads."""
     if endpoint.rank != root:
-        endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
+        try:
+            endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True)
+        except SerializationError as exc:  # a refusal goes in its place
+            refuse_part(endpoint, exc, (root,), CollTag.GATHER).raise_it()
         return None
     return _join(endpoint, obj, CollTag.GATHER, "gather")
 
@@ -212,9 +231,15 @@ def allreduce_pair(endpoint: Endpoint, obj: Any, func: Callable[[Any, Any], Any]
     both fold the same values; nobody waits for a message that will not come.
     """
     other = 1 - endpoint.rank
-    endpoint.send_all(obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced")
+    try:
+        endpoint.send_all(obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced")
+    except SerializationError as exc:  # a refusal goes in its place; raised below, on both
+        obj = refuse_part(endpoint, exc, (other,), CollTag.ALLREDUCE)
     theirs = endpoint.recv(other, wire.Kind.COLL, CollTag.ALLREDUCE, what)
-    return semantics.fold([obj, theirs] if other else [theirs, obj], func, "allreduce")
+    parts = [obj, theirs] if other else [theirs, obj]
+    if type(theirs) is checks.Refusal or type(obj) is checks.Refusal:
+        refused_parts(parts)
+    return semantics.fold(parts, func, "allreduce")
 
 
 def allgather_all(
@@ -234,9 +259,12 @@ def allgather_all(
     """
     rank, nprocs = endpoint.rank, endpoint.nprocs
     others = [(rank + step) % nprocs for step in range(1, nprocs)]  # each starts with its next neighbour
-    sent = endpoint.send_all(
-        obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered", lazy=True, wait=False
-    )
+    try:
+        sent = endpoint.send_all(
+            obj, others, wire.Kind.COLL, CollTag.ALLGATHER, "the object allgathered", lazy=True, wait=False
+        )
+    except SerializationError as exc:  # a refusal goes in its place: every process raises it once joined
+        obj, sent = refuse_part(endpoint, exc, others, CollTag.ALLGATHER), None
     with pulled(endpoint, [sent]):
         return _join(endpoint, obj, CollTag.ALLGATHER, what, out, agree)
 

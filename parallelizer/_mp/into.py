@@ -38,7 +38,8 @@ from .._core import checks, memory, outbuf
 from .._core.codec import raw_bytes
 from .._core.limits import FOLD_PIECE, PARALLEL_COPY_MIN
 from .._core.tags import CollTag
-from .._core.transport import receive_all
+from .._core.transport import receive_all, refused_parts
+from ..errors import SerializationError
 from . import collectives, wire
 from .channel import Incoming
 from .endpoint import Endpoint
@@ -89,8 +90,17 @@ def scatter(
 
 
 def gather_part(endpoint: Endpoint, obj: Any, root: int, agree: Agree) -> Any:
-    """``gather(out=)`` off root: sends ``obj`` lazily, agrees, and waits until root has pulled it."""
-    sent = endpoint.send_all(obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True, wait=False)
+    """``gather(out=)`` off root: sends ``obj`` lazily, agrees, and waits until root has pulled it.
+
+    An ``obj`` it cannot pickle goes as a refusal, raised at once: the caller
+    joins the agreement, as root does when it meets the refusal.
+    """
+    try:
+        sent = endpoint.send_all(
+            obj, (root,), wire.Kind.COLL, CollTag.GATHER, "the object gathered", lazy=True, wait=False
+        )
+    except SerializationError as exc:
+        collectives.refuse_part(endpoint, exc, (root,), CollTag.GATHER).raise_it()
     _agree_as_sender(endpoint, agree, None, [sent])
     collectives.wait_pulled(endpoint, [sent])
     return outbuf.Written(None)
@@ -305,16 +315,21 @@ def allreduce_pair(
     :func:`collectives.allreduce_pair`'s way, then the generic rule.
     """
     other = 1 - endpoint.rank
-    sent = endpoint.send_all(
-        obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced", lazy=True, wait=False
-    )
+    try:
+        sent = endpoint.send_all(
+            obj, (other,), wire.Kind.COLL, CollTag.ALLREDUCE, "the object reduced", lazy=True, wait=False
+        )
+    except SerializationError as exc:  # a refusal goes in its place; raised below, on both
+        obj, sent = collectives.refuse_part(endpoint, exc, (other,), CollTag.ALLREDUCE), None
     with collectives.pulled(endpoint, [sent]):
         inc = endpoint.receive(other, wire.Kind.COLL, CollTag.ALLREDUCE, what, lazy=True)
         mine = semantics.array_meta(obj)
         ufunc = _ufunc(op, mine, inc.array_meta())
         if ufunc is None:
             value = collectives.value(endpoint, inc, what)
-            result = semantics.fold([obj, value] if other else [value, obj], func, "allreduce")  # both raise alike
+            parts = [obj, value] if other else [value, obj]
+            refused_parts(parts)  # before agreeing: the caller joins the agreement
+            result = semantics.fold(parts, func, "allreduce")  # both raise alike
             return collectives.written(result, out, agree)
         assert mine is not None
         try:

@@ -35,7 +35,7 @@ from .._core import checks, outbuf
 from .._core import codec as _codec
 from .._core import memory as _memory
 from .._core.tags import CollTag
-from .._core.transport import receive_all
+from .._core.transport import receive_all, refused_part
 from ..errors import SerializationError
 from . import broadcast_into, messages, plans, slots
 from .runtime import load as _mpi
@@ -226,19 +226,23 @@ class Collectives:
                     numpy.copyto(out, mine, casting="no")
                     return outbuf.Written(out)
                 return outbuf.Written(mine) if into else mine
+            others = [rank for rank in range(self.size) if rank != root]
+            try:  # every block pickled before any is sent: one root cannot pickle is refused to all
+                blocks = [
+                    messages.prepare(semantics.take_block(data, *bounds[rank]), f"block {rank} of scatter")
+                    for rank in others
+                ]
+            except SerializationError as exc:
+                refusal = refused_part(exc, root)
+                self.bcast(refusal, root)
+                refusal.raise_it()
             self.bcast(("objects",), root)
-            for rank in range(self.size):
-                if rank != root:
-                    messages.send_obj(
-                        self.comm,
-                        semantics.take_block(data, *bounds[rank]),
-                        rank,
-                        CollTag.SCATTER,
-                        f"block {rank} of scatter",
-                    )
+            for rank, block in zip(others, blocks, strict=True):
+                messages.send_prepared(self.comm, block, rank, CollTag.SCATTER)
             return semantics.root_block(data, *bounds[root])
         header = self.bcast(None, root)
-        checks.refused(header)
+        if type(header) is checks.Refusal:  # the caller raises it, as root does: no agreement on out
+            return header
         if header[0] == "objects":
             return messages.recv_obj(self.comm, root, CollTag.SCATTER, "scatter")[1]
         _, dtype, trailing, length = header
@@ -263,7 +267,12 @@ class Collectives:
         slots_ = (self.slots.exchange(obj) if found is None else found).slots
         if self.rank != root:
             if slots_[self.rank].kind != INLINE:
-                messages.send_obj(self.comm, obj, root, CollTag.GATHER, "the object gathered")
+                try:
+                    messages.send_obj(self.comm, obj, root, CollTag.GATHER, "the object gathered")
+                except SerializationError as exc:  # a refusal goes in its place
+                    refusal = refused_part(exc, self.rank)
+                    messages.send_obj(self.comm, refusal, root, CollTag.GATHER, "a refusal")
+                    refusal.raise_it()
             return None
 
         def part(rank: int) -> Any:
@@ -416,10 +425,16 @@ class Collectives:
 
         An error only rank 0 meets (a part it cannot unpickle, values it
         cannot combine, a result it cannot pickle) travels as a refusal
-        instead: every process raises it.
+        instead: every process raises it. A process that could not pickle its
+        own part (it sent a refusal instead) raises its error once it has
+        rank 0's outcome.
         """
+        own = None
         if self.rank != 0:
-            gather()
+            try:
+                gather()
+            except SerializationError as exc:  # its part went as a refusal (refused_part): raised below
+                own = checks.Refusal(exc)
             outcome = None
         else:
             try:
@@ -432,6 +447,7 @@ class Collectives:
             if exc.rank is not None or self.rank != 0:
                 raise
             outcome = self.bcast(checks.Refusal(exc), 0)  # (nothing was sent)
+        checks.refused(own)
         checks.refused(outcome)
         return outcome
 

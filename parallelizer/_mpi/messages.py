@@ -133,6 +133,30 @@ def send_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> None:
         send_bytes(comm, buffer, dest, tag)
 
 
+Prepared = tuple[bytes, bool, _codec.Encoded]
+"""An object pickled for :func:`send_prepared`: the first message, whether it holds the body, the encoding."""
+
+
+def prepare(obj: Any, what: str) -> Prepared:
+    """``obj`` pickled for :func:`send_prepared`, so that a caller can pickle several objects before sending any.
+
+    Raises:
+        SerializationError: ``obj`` cannot be pickled; names ``what``.
+    """
+    return _first_message(obj, what)
+
+
+def send_prepared(comm: Any, prepared: Prepared, dest: int, tag: int) -> None:
+    """Sends what :func:`prepare` made, as :func:`send_obj` sends an object (one step there, not two calls)."""
+    first, inline, encoded = prepared
+    MPI = _mpi()
+    comm.Send([first, MPI.BYTE], dest, tag)
+    if not inline:
+        send_bytes(comm, memoryview(encoded.body), dest, tag)
+    for buffer in encoded.buffers:
+        send_bytes(comm, buffer, dest, tag)
+
+
 def isend_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> tuple[list[Any], Any]:
     """Like :func:`send_obj`, without waiting for the receiver.
 
