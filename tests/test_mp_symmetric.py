@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import warnings
 from typing import Any
@@ -223,6 +224,37 @@ def test_a_part_that_cannot_be_unpickled_is_reported_by_every_receiver_and_all_s
     assert results[0][0] == "no error"  # its own part is not unpickled
     assert [outcome for outcome, _ in results[1:]] == ["SerializationError from rank 0"] * (nprocs - 1)
     assert [total for _, total in results] == [nprocs] * nprocs
+
+
+def _allgather_a_part_that_cannot_be_pickled(into, parallelizer):
+    """Rank 1's part is a lock; the others' are 8 MiB arrays, sent lazily: every one must still be pulled."""
+    from parallelizer import SerializationError
+
+    me, n = parallelizer.id, parallelizer.nprocs
+    out = np.zeros(n << 20)
+    kwargs = {"out": out} if into else {}
+    outcomes = []
+    for _ in range(2):  # twice: nothing of the first is left over
+        try:
+            parallelizer.allgather(threading.Lock() if me == 1 else np.full(1 << 20, float(me)), **kwargs)
+            outcomes.append("no error")
+        except SerializationError as exc:
+            outcomes.append((exc.rank, str(exc).startswith("rank 1: cannot pickle the object allgathered (lock")))
+    outcomes.append(not out.any())  # nothing written
+    got = parallelizer.allgather(np.full(1 << 20, float(me)), **kwargs)
+    outcomes.append([float(got[rank << 20]) for rank in range(n)])
+    return parallelizer.gather(outcomes)
+
+
+@pytest.mark.parametrize("into", [False, True], ids=["", "out"])
+@pytest.mark.parametrize("nprocs", [3, 4])
+def test_a_part_its_process_cannot_pickle_fails_every_allgather_of_a_polling_group(monkeypatch, nprocs, into):
+    """The exchange on 3 and 4 processes (the contract suite's mp3 polls only on machines with 3 CPUs or more)."""
+    monkeypatch.setattr(env, "usable_cpus", lambda: nprocs)
+    with MultiprocessingParallelizer(nprocs=nprocs, start_method="fork") as par:
+        assert par.run(_polling) == [True] * nprocs
+        got = par.run(_allgather_a_part_that_cannot_be_pickled, into)
+    assert got == [[(1, True), (1, True), True, [float(rank) for rank in range(nprocs)]]] * nprocs
 
 
 def _rank_skips(name, parallelizer=None):
