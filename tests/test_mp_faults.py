@@ -243,6 +243,33 @@ def test_unpicklable_part_of_a_worker_is_raised_on_main_too(par3):
     assert_usable(par3)
 
 
+def _generic_scatter_with_a_lock_for_rank_2(parallelizer):
+    """The transport's generic (linear) scatter, which no built-in backend uses with other processes."""
+    from parallelizer import semantics
+    from parallelizer._core import checks
+    from parallelizer._core.transport import Transport
+
+    data = [[0], [1], [threading.Lock()]]
+    bounds = semantics.block_bounds(3, 3) if parallelizer.on_main else None
+    try:
+        block = Transport._scatter(parallelizer, data if parallelizer.on_main else None, bounds, 0)
+        checks.refused(block)
+        outcome = block
+    except SerializationError as exc:
+        outcome = (exc.rank, str(exc).split(" (")[0])
+    return parallelizer.gather((outcome, parallelizer.allgather(parallelizer.id)))
+
+
+def test_the_generic_scatter_refuses_the_block_root_cannot_pickle(par3):
+    """Root sends a refusal in that block's place, the others their blocks; root and that rank raise."""
+    assert par3.run(_generic_scatter_with_a_lock_for_rank_2) == [
+        ((0, "rank 0: cannot pickle the object sent to rank 2"), [0, 1, 2]),
+        ([[1]], [0, 1, 2]),
+        ((0, "rank 0: cannot pickle the object sent to rank 2"), [0, 1, 2]),
+    ]
+    assert_usable(par3)
+
+
 def test_other_remote_errors_are_not_type_errors(par3):
     def body(parallelizer):
         if parallelizer.id == 1:
