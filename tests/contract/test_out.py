@@ -332,7 +332,7 @@ def test_out_receives_large_arrays_without_a_new_array(par):
 
 def _big_reductions_body(parallelizer):
     """Reductions of 1 MiB arrays into ``out``: the same values, bit for bit, as without ``out=``."""
-    n, me, main = parallelizer.nprocs, parallelizer.id, parallelizer.on_main
+    n, me = parallelizer.nprocs, parallelizer.id
     rows = BIG // 1024
     mine = np.random.default_rng(me).standard_normal((rows, 128))  # float sums depend on the order
     checks = []
