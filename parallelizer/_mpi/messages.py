@@ -114,25 +114,6 @@ def _parse_sizes(data: memoryview | bytes | bytearray, offset: int, count: int) 
 # ---------------------------------------------------------------------- point to point
 
 
-def _first_message(obj: Any, what: str) -> tuple[bytes, bool, _codec.Encoded]:
-    encoded = _codec.encode(obj, what, by_value=False)
-    sizes = _sizes(encoded)
-    inline = HEADER.size + len(sizes) + len(encoded.body) <= CHUNK
-    head = HEADER.pack(encoded.flags, 0 if inline else 1, len(encoded.buffers), len(encoded.body))
-    return head + sizes + (encoded.body if inline else b""), inline, encoded
-
-
-def send_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> None:
-    """Sends ``obj`` to ``dest`` (see the module docstring for the wire format)."""
-    first, inline, encoded = _first_message(obj, what)
-    MPI = _mpi()
-    comm.Send([first, MPI.BYTE], dest, tag)
-    if not inline:
-        send_bytes(comm, memoryview(encoded.body), dest, tag)
-    for buffer in encoded.buffers:
-        send_bytes(comm, buffer, dest, tag)
-
-
 Prepared = tuple[bytes, bool, _codec.Encoded]
 """An object pickled for :func:`send_prepared`: the first message, whether it holds the body, the encoding."""
 
@@ -143,11 +124,20 @@ def prepare(obj: Any, what: str) -> Prepared:
     Raises:
         SerializationError: ``obj`` cannot be pickled; names ``what``.
     """
-    return _first_message(obj, what)
+    encoded = _codec.encode(obj, what, by_value=False)
+    sizes = _sizes(encoded)
+    inline = HEADER.size + len(sizes) + len(encoded.body) <= CHUNK
+    head = HEADER.pack(encoded.flags, 0 if inline else 1, len(encoded.buffers), len(encoded.body))
+    return head + sizes + (encoded.body if inline else b""), inline, encoded
+
+
+def send_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> None:
+    """Sends ``obj`` to ``dest`` (see the module docstring for the wire format)."""
+    send_prepared(comm, prepare(obj, what), dest, tag)
 
 
 def send_prepared(comm: Any, prepared: Prepared, dest: int, tag: int) -> None:
-    """Sends what :func:`prepare` made, as :func:`send_obj` sends an object (one step there, not two calls)."""
+    """Sends what :func:`prepare` made."""
     first, inline, encoded = prepared
     MPI = _mpi()
     comm.Send([first, MPI.BYTE], dest, tag)
@@ -163,7 +153,7 @@ def isend_obj(comm: Any, obj: Any, dest: int, tag: int, what: str) -> tuple[list
     Returns:
         The requests to complete, and what must stay alive until they are.
     """
-    first, inline, encoded = _first_message(obj, what)
+    first, inline, encoded = prepare(obj, what)
     MPI = _mpi()
     requests = [comm.Isend([first, MPI.BYTE], dest, tag)]
     if not inline:
