@@ -249,8 +249,9 @@ def _fold_pieces(endpoint: Endpoint, sources: list[Any], ufunc: Any, out: Any) -
     itemsize = out.dtype.itemsize
     step = max(1, FOLD_PIECE // itemsize)
     scratch = _scratch(out.dtype, min(step, flat.size))
-    reading = {index: None for index, source in enumerate(sources) if type(source) is Incoming}
-    errors: dict[int, OSError | None] = dict(reading)
+    reading: dict[int, OSError | None] = {  # the messages still read piece by piece, and why a read failed
+        index: None for index, source in enumerate(sources) if type(source) is Incoming
+    }
 
     def piece(index: int, start: int, stop: int, into: Any) -> Any:
         source = sources[index]
@@ -260,14 +261,12 @@ def _fold_pieces(endpoint: Endpoint, sources: list[Any], ufunc: Any, out: Any) -
         if error is None:
             return into
         if not rendezvous.refused(error):
-            errors[index] = error
+            reading[index] = error
             raise _ReadFailed
         # this process may not read the sender's memory: it streams the whole part instead
-        del reading[index], errors[index]
-        whole = memory.empty((flat.size,), out.dtype)
-        endpoint.pull_into([source], [raw_bytes(whole)], what="reduce")
-        sources[index] = whole
-        return whole[start:stop]
+        del reading[index]
+        sources[index] = collectives.value(endpoint, source).reshape(-1)
+        return sources[index][start:stop]
 
     try:
         for start in range(0, flat.size, step):
@@ -279,11 +278,11 @@ def _fold_pieces(endpoint: Endpoint, sources: list[Any], ufunc: Any, out: Any) -
     except _ReadFailed:
         pass  # the wait below raises what the failed read means (a dead sender, an abandoned run)
     finally:
-        for index in reading:
-            rendezvous.pieces_read(sources[index], errors[index])
+        for index, error in reading.items():
+            rendezvous.pieces_read(sources[index], error)
     incs = [sources[index] for index in reading]
     endpoint.wait(lambda: all(inc.ready for inc in incs), [inc.source for inc in incs], "reduce()")
-    if any(error is not None for error in errors.values()):
+    if any(error is not None for error in reading.values()):
         raise RuntimeError("reduce(): a part could not be read from its sender")  # (the wait raises first)
 
 
