@@ -35,7 +35,6 @@ _THREAD_LEVELS = {
 }
 _MPI: Any = None  # the mpi4py.MPI module, once imported
 _owe_init = False  # imported by us with MPI_Init held back: load() still has to initialize
-_ready: Any = None  # the module once load() has initialized MPI (its fast path)
 
 
 def _import() -> Any:
@@ -83,9 +82,9 @@ def load() -> Any:
             how to install it.
         LaunchMismatchError: This process was started by another MPI's launcher.
     """
-    global _owe_init, _ready
-    if _ready is not None:  # every call after the first (collectives call this on their way)
-        return _ready
+    global _owe_init
+    if not _owe_init and _MPI is not None:  # every call after the first (collectives call this on their way)
+        return _MPI
     MPI = _import()
     if _owe_init:
         preflight()
@@ -99,7 +98,6 @@ def load() -> Any:
             if launcher.detect(env.launcher_variables()) is None and library_family() == "openmpi":
                 leftovers.remove_singleton_segment()
         _owe_init = False
-    _ready = MPI
     return MPI
 
 
