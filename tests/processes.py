@@ -99,11 +99,20 @@ def shm_files() -> set[str]:
     return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
+JOBLIB_PREFIXES = ("joblib_memmapping_folder_", "sem.loky-")
+"""What joblib and loky put in ``/dev/shm`` while a joblib test runs alongside (never this backend)."""
+
+
 def mpi_segment_prefixes() -> tuple[str, ...]:
     """The names MPI libraries give their ``/dev/shm`` segments (a job of another test may be starting)."""
     from parallelizer._mpi import leftovers
 
     return (*leftovers.SEGMENT_PREFIXES, leftovers.OPEN_MPI_SEGMENT_PREFIX)
+
+
+def other_libraries_prefixes() -> tuple[str, ...]:
+    """Names in ``/dev/shm`` that tests of other libraries running alongside make: MPI's and joblib's."""
+    return (*mpi_segment_prefixes(), *JOBLIB_PREFIXES)
 
 
 def _mapped_anywhere(names: set[str]) -> set[str]:

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from processes import mpi_segment_prefixes, shm_files, shm_left_behind, wait_gone
+from processes import other_libraries_prefixes, shm_files, shm_left_behind, wait_gone
 
 from parallelizer import MultiprocessingParallelizer, Parallelizer
 
@@ -45,9 +45,9 @@ def test_no_worker_outlives_a_signalled_main(signum):
     stderr = proc.stderr.read()
     assert proc.returncode != 0
     assert wait_gone(workers) == [], f"workers outlived main after {signum.name}"
-    # MPI's segments are not this backend's (it never loads MPI): a job of a test running alongside,
-    # started at that moment, may have created its segment before mapping it
-    assert shm_left_behind(before, ignore=mpi_segment_prefixes()) == set(), "a shared-memory segment was left"
+    # MPI's segments and joblib's folders are not this backend's (it uses neither): a test running
+    # alongside may have made one at that moment
+    assert shm_left_behind(before, ignore=other_libraries_prefixes()) == set(), "a shared-memory segment was left"
     if signum == signal.SIGINT:
         assert "KeyboardInterrupt" in stderr
 
@@ -60,7 +60,7 @@ def test_ctrl_c_in_a_terminal_interrupts_main_cleanly():
     stderr = proc.stderr.read()
     assert wait_gone(workers) == []
     assert stderr.count("Traceback") == 1 and "KeyboardInterrupt" in stderr  # main's only: workers ignore SIGINT
-    assert shm_left_behind(before, ignore=mpi_segment_prefixes()) == set()
+    assert shm_left_behind(before, ignore=other_libraries_prefixes()) == set()
 
 
 def test_functions_from_main_without_guard():
